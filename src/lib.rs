@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod codec;
+pub mod crypto;
+pub mod message;
+pub mod reply;
+pub mod signature;
+
+pub use codec::Format;
+pub use crypto::{EncodingAesKey, KeyRing};
+pub use message::Message;
+pub use reply::Reply;

@@ -1,0 +1,7 @@
+//! Replies (placeholder, being written).
+/// A reply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `success`.
+    Success,
+}
