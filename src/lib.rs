@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod crypto;
 pub mod message;
+pub mod query;
 pub mod reply;
 pub mod signature;
 
