@@ -1,0 +1,294 @@
+//! Errors of the customer-service client.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use http::StatusCode;
+
+/// A type-erased error, as tower and hyper use it.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Everything that can go wrong with a call through [`Client`](super::Client).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// WeChat answered with a non-zero `errcode`. See [`ApiError::kind`] for the codes
+    /// worth handling.
+    Api(ApiError),
+    /// The request never got an answer: connection refused, TLS failure, timeout, a body
+    /// that broke off, or any error of the transport service.
+    Transport(BoxError),
+    /// An answer arrived but is not a WeChat JSON answer: an HTML error page, an empty or
+    /// oversized body, something that is not JSON, or JSON without the expected fields.
+    BadResponse {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+        /// What was wrong with it.
+        kind: BadResponseKind,
+    },
+    /// The [`TokenStore`](super::TokenStore) failed.
+    Store(StoreError),
+    /// The request could not be built from the given input (for example a media content
+    /// type with control characters). Nothing was sent.
+    InvalidInput(&'static str),
+}
+
+impl Error {
+    /// The API error, if WeChat answered with a non-zero `errcode`.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The kind of API error, if WeChat answered with a non-zero `errcode`.
+    pub fn api_kind(&self) -> Option<ApiErrorKind> {
+        self.api().map(ApiError::kind)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Api(e) => fmt::Display::fmt(e, f),
+            Error::Transport(e) => write!(f, "transport error: {e}"),
+            Error::BadResponse { status, kind } => {
+                write!(f, "unreadable answer (HTTP {status}): {kind}")
+            }
+            Error::Store(e) => fmt::Display::fmt(e, f),
+            Error::InvalidInput(what) => write!(f, "invalid input: {what}"),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Api(e) => Some(e),
+            Error::Transport(e) => Some(&**e),
+            Error::Store(e) => Some(e),
+            Error::BadResponse { .. } | Error::InvalidInput(_) => None,
+        }
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error::Api(e)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+/// What was wrong with an answer that could not be read (see [`Error::BadResponse`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BadResponseKind {
+    /// The body was empty.
+    Empty,
+    /// The body was larger than the client's limit (in bytes); reading stopped there.
+    TooLarge {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// The body is not a JSON object (an HTML error page, plain text, broken JSON …).
+    NotJson {
+        /// The start of the body (at most 128 bytes, lossily decoded), for logs.
+        snippet: String,
+    },
+    /// The body is JSON but lacks a field the answer must have (for example
+    /// `access_token` in a token answer).
+    MissingField(&'static str),
+    /// The HTTP status is not a success and the body carries no WeChat `errcode`.
+    Status,
+}
+
+impl fmt::Display for BadResponseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadResponseKind::Empty => f.write_str("empty body"),
+            BadResponseKind::TooLarge { limit } => write!(f, "body larger than {limit} bytes"),
+            BadResponseKind::NotJson { snippet } => write!(f, "not JSON: {snippet:?}"),
+            BadResponseKind::MissingField(field) => write!(f, "missing field `{field}`"),
+            BadResponseKind::Status => f.write_str("unsuccessful status without errcode"),
+        }
+    }
+}
+
+/// WeChat answered with a non-zero `errcode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    code: i64,
+    message: String,
+}
+
+impl ApiError {
+    /// An API error with this `errcode` and `errmsg`.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The raw `errcode`.
+    pub fn code(&self) -> i64 {
+        self.code
+    }
+
+    /// The raw `errmsg` (usually English, often with an `rid` to quote to WeChat support).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The named kind of this code.
+    pub fn kind(&self) -> ApiErrorKind {
+        ApiErrorKind::from_code(self.code)
+    }
+
+    /// Whether the access token was rejected (40001, 40014, 42001). The client already
+    /// refreshes the token and retries once on these; seeing one means the retry failed too.
+    pub fn is_token_error(&self) -> bool {
+        is_token_code(self.code)
+    }
+}
+
+pub(crate) fn is_token_code(code: i64) -> bool {
+    matches!(code, 40001 | 40014 | 42001)
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WeChat API error {}: {}", self.code, self.message)
+    }
+}
+
+impl StdError for ApiError {}
+
+/// Named WeChat error codes worth handling (PROTOCOL.md §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ApiErrorKind {
+    /// `-1`: system busy, retry later.
+    SystemBusy,
+    /// `40001`: invalid credential: wrong AppSecret, or an access token that is invalid or
+    /// was replaced.
+    InvalidCredential,
+    /// `40014`: access token malformed or not recognised.
+    InvalidAccessToken,
+    /// `42001`: access token expired.
+    AccessTokenExpired,
+    /// `40003`: the openid does not belong to this app. Drop the message.
+    InvalidOpenId,
+    /// `45015`: reply window closed (48 h since the user's last message, or the user left).
+    /// Drop the message.
+    WindowClosed,
+    /// `45047`: customer-service message quota for this window exhausted. Wait for the
+    /// user's next message.
+    QuotaExceeded,
+    /// `45009`: daily API quota exceeded. Back off.
+    DailyLimitExceeded,
+    /// `45011`: per-minute API rate exceeded. Back off.
+    RateLimited,
+    /// `40013`: invalid AppID.
+    InvalidAppId,
+    /// `40125`: invalid AppSecret.
+    InvalidAppSecret,
+    /// `40164`: the caller's IP is not in the account's API whitelist.
+    IpNotWhitelisted,
+    /// `89503`, `89506`, `89507`: the caller's IP awaits (or was refused) an admin's
+    /// confirmation.
+    IpAwaitingConfirmation,
+    /// `48001`: this API is not authorised for the account.
+    Unauthorized,
+    /// `45072`: typing: bad command.
+    TypingBadCommand,
+    /// `45080`: typing: no interaction with the user in the last 30 s.
+    TypingNoRecentInteraction,
+    /// `45081`: typing: already typing.
+    AlreadyTyping,
+    /// Any other code; see [`ApiError::code`].
+    Other,
+}
+
+impl ApiErrorKind {
+    /// The kind of a raw `errcode` (`Other` for codes without a name).
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            -1 => ApiErrorKind::SystemBusy,
+            40001 => ApiErrorKind::InvalidCredential,
+            40014 => ApiErrorKind::InvalidAccessToken,
+            42001 => ApiErrorKind::AccessTokenExpired,
+            40003 => ApiErrorKind::InvalidOpenId,
+            45015 => ApiErrorKind::WindowClosed,
+            45047 => ApiErrorKind::QuotaExceeded,
+            45009 => ApiErrorKind::DailyLimitExceeded,
+            45011 => ApiErrorKind::RateLimited,
+            40013 => ApiErrorKind::InvalidAppId,
+            40125 => ApiErrorKind::InvalidAppSecret,
+            40164 => ApiErrorKind::IpNotWhitelisted,
+            89503 | 89506 | 89507 => ApiErrorKind::IpAwaitingConfirmation,
+            48001 => ApiErrorKind::Unauthorized,
+            45072 => ApiErrorKind::TypingBadCommand,
+            45080 => ApiErrorKind::TypingNoRecentInteraction,
+            45081 => ApiErrorKind::AlreadyTyping,
+            _ => ApiErrorKind::Other,
+        }
+    }
+}
+
+/// An error of a [`TokenStore`](super::TokenStore) (for example a lost Redis connection).
+#[derive(Debug)]
+pub struct StoreError(BoxError);
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        StoreError(error.into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "token store error: {}", self.0)
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The client could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The base URL is not an absolute `http`/`https` URL.
+    InvalidBaseUrl(String),
+    /// The TLS configuration could not be set up.
+    Tls(BoxError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidBaseUrl(url) => write!(f, "invalid base URL {url:?}"),
+            BuildError::Tls(e) => write!(f, "TLS setup failed: {e}"),
+        }
+    }
+}
+
+impl StdError for BuildError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            BuildError::Tls(e) => Some(&**e),
+            BuildError::InvalidBaseUrl(_) => None,
+        }
+    }
+}
