@@ -1,0 +1,903 @@
+//! The customer-service client against a loopback mock of the WeChat API.
+#![cfg(feature = "client")]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use wechat_push::client::{
+    AccessToken, ApiErrorKind, BadResponseKind, Client, Clock, CustomMessage, Error,
+    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, TokenEndpoint, TokenStore,
+    TypingCommand,
+};
+
+// ---------------------------------------------------------------------------------------
+// The mock
+// ---------------------------------------------------------------------------------------
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: http::Method,
+    path: String,
+    query: HashMap<String, String>,
+    content_type: Option<String>,
+    body: Bytes,
+    /// 1-based count of requests to this path so far, this one included.
+    nth: usize,
+}
+
+impl Recorded {
+    fn token(&self) -> &str {
+        self.query
+            .get("access_token")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+enum Answer {
+    Json(serde_json::Value),
+    Raw(StatusCode, &'static str, Bytes),
+    /// A body streamed in chunks without a length (chunked encoding).
+    Stream(usize),
+    /// Wait, then answer.
+    Delay(Duration, Box<Answer>),
+}
+
+type Handler = dyn Fn(&Recorded) -> Answer + Send + Sync;
+
+struct Mock {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Mock {
+    async fn start(handler: impl Fn(&Recorded) -> Answer + Send + Sync + 'static) -> Mock {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let state = (log.clone(), handler);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (log, handler) = state.clone();
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (log, handler) = (log.clone(), handler.clone());
+                    async move { Ok::<_, Infallible>(serve(req, &log, &*handler).await) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Mock { addr, log }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn requests(&self, path: &str) -> Vec<Recorded> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    fn count(&self, path: &str) -> usize {
+        self.requests(path).len()
+    }
+
+    fn client(&self) -> Client {
+        Client::builder("wxAPPID", "SECRET")
+            .base_url(self.base())
+            .build()
+            .unwrap()
+    }
+}
+
+const TOKEN: &str = "/cgi-bin/stable_token";
+const SEND: &str = "/cgi-bin/message/custom/send";
+
+type MockBody = Either<Full<Bytes>, Chunks>;
+
+async fn serve(
+    req: Request<Incoming>,
+    log: &Mutex<Vec<Recorded>>,
+    handler: &Handler,
+) -> Response<MockBody> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let query = parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let recorded = {
+        let mut log = log.lock().unwrap();
+        let path = parts.uri.path().to_owned();
+        let nth = log.iter().filter(|r| r.path == path).count() + 1;
+        let recorded = Recorded {
+            method: parts.method,
+            path,
+            query,
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body,
+            nth,
+        };
+        log.push(recorded.clone());
+        recorded
+    };
+    let mut answer = handler(&recorded);
+    while let Answer::Delay(d, next) = answer {
+        tokio::time::sleep(d).await;
+        answer = *next;
+    }
+    match answer {
+        Answer::Json(v) => Response::builder()
+            .header("content-type", "application/json; encoding=utf-8")
+            .body(Either::Left(Full::new(Bytes::from(v.to_string()))))
+            .unwrap(),
+        Answer::Raw(status, ct, body) => Response::builder()
+            .status(status)
+            .header("content-type", ct)
+            .body(Either::Left(Full::new(body)))
+            .unwrap(),
+        Answer::Stream(total) => Response::new(Either::Right(Chunks { left: total })),
+        Answer::Delay(..) => unreachable!(),
+    }
+}
+
+/// `left` bytes of `{` in 64 KiB chunks, with no length announced.
+struct Chunks {
+    left: usize,
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(64 * 1024);
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'{'; n])))))
+    }
+}
+
+fn ok() -> Answer {
+    Answer::Json(json!({"errcode": 0, "errmsg": "ok"}))
+}
+
+fn err(code: i64) -> Answer {
+    Answer::Json(json!({"errcode": code, "errmsg": format!("error {code} rid: 1234")}))
+}
+
+/// Issues `TOKEN-n` on the n-th token request, valid 7200 s.
+fn token_answer(r: &Recorded) -> Answer {
+    Answer::Json(json!({"access_token": format!("TOKEN-{}", r.nth), "expires_in": 7200}))
+}
+
+/// Tokens as `token_answer`, every other call `ok`.
+fn standard(r: &Recorded) -> Answer {
+    match r.path.as_str() {
+        TOKEN | "/cgi-bin/token" => token_answer(r),
+        _ => ok(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn token_is_cached_between_calls() {
+    let mock = Mock::start(standard).await;
+    let client = mock.client();
+    client.send_text("OPENID", "one").await.unwrap();
+    client.clone().send_text("OPENID", "two").await.unwrap();
+    client
+        .typing("OPENID", TypingCommand::Typing)
+        .await
+        .unwrap();
+    assert_eq!(mock.count(TOKEN), 1);
+    let sends = mock.requests(SEND);
+    assert_eq!(sends.len(), 2);
+    assert!(sends.iter().all(|r| r.token() == "TOKEN-1"));
+    let token = client.access_token().await.unwrap();
+    assert_eq!(token.value(), "TOKEN-1");
+    assert_eq!(mock.count(TOKEN), 1);
+}
+
+#[tokio::test]
+async fn stable_token_request_body() {
+    let mock = Mock::start(standard).await;
+    mock.client().access_token().await.unwrap();
+    let [r] = &mock.requests(TOKEN)[..] else {
+        panic!("expected one token request");
+    };
+    assert_eq!(r.method, http::Method::POST);
+    assert!(r.query.is_empty());
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        r.body,
+        r#"{"grant_type":"client_credential","appid":"wxAPPID","secret":"SECRET","force_refresh":false}"#
+    );
+}
+
+#[tokio::test]
+async fn classic_token_endpoint_is_a_get_with_query() {
+    let mock = Mock::start(standard).await;
+    let client = Client::builder("wxAPPID", "SE CRET&x")
+        .base_url(format!("{}/", mock.base()))
+        .token_endpoint(TokenEndpoint::Token)
+        .build()
+        .unwrap();
+    client.send_text("OPENID", "hi").await.unwrap();
+    let [r] = &mock.requests("/cgi-bin/token")[..] else {
+        panic!("expected one token request");
+    };
+    assert_eq!(r.method, http::Method::GET);
+    assert_eq!(r.query["grant_type"], "client_credential");
+    assert_eq!(r.query["appid"], "wxAPPID");
+    assert_eq!(r.query["secret"], "SE%20CRET%26x");
+    assert!(r.body.is_empty());
+    assert_eq!(mock.count(TOKEN), 0);
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundred_concurrent_sends_fetch_one_token() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        // A slow token endpoint, so that every send is waiting for it.
+        TOKEN => Answer::Delay(Duration::from_millis(200), Box::new(token_answer(r))),
+        _ => ok(),
+    })
+    .await;
+    let client = mock.client();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send_text(&format!("OPENID{i}"), "hi").await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    let sends = mock.requests(SEND);
+    assert_eq!(sends.len(), 100);
+    assert!(sends.iter().all(|r| r.token() == "TOKEN-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_sharing_a_store_fetch_one_token() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => Answer::Delay(Duration::from_millis(200), Box::new(token_answer(r))),
+        _ => ok(),
+    })
+    .await;
+    // Two "instances": separate clients, one store (what a Redis store gives).
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    let make = || {
+        Client::builder("wxAPPID", "SECRET")
+            .base_url(mock.base())
+            .token_store(store.clone())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make(), make());
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let client = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { client.send_text("OPENID", "hi").await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    assert_eq!(mock.count(SEND), 20);
+}
+
+#[tokio::test]
+async fn token_error_refetches_once_and_retries_once() {
+    for code in [40001, 42001, 40014] {
+        let mock = Mock::start(move |r| match r.path.as_str() {
+            TOKEN => token_answer(r),
+            _ if r.token() == "TOKEN-1" => err(code),
+            _ => ok(),
+        })
+        .await;
+        let client = mock.client();
+        client.send_text("OPENID", "hi").await.unwrap();
+        assert_eq!(mock.count(TOKEN), 2, "code {code}");
+        let tokens: Vec<_> = mock
+            .requests(SEND)
+            .iter()
+            .map(|r| r.token().to_owned())
+            .collect();
+        assert_eq!(tokens, ["TOKEN-1", "TOKEN-2"], "code {code}");
+        // The new token is cached; force_refresh is never sent.
+        client.send_text("OPENID", "again").await.unwrap();
+        assert_eq!(mock.count(TOKEN), 2);
+        for r in mock.requests(TOKEN) {
+            assert!(!String::from_utf8_lossy(&r.body).contains("\"force_refresh\":true"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn second_token_error_reaches_the_caller() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ => err(40001),
+    })
+    .await;
+    let e = mock.client().send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidCredential));
+    assert_eq!(e.api().unwrap().code(), 40001);
+    assert!(e.api().unwrap().is_token_error());
+    assert_eq!(mock.count(TOKEN), 2);
+    assert_eq!(mock.count(SEND), 2);
+}
+
+#[tokio::test]
+async fn other_api_errors_are_not_retried() {
+    for (code, kind) in [
+        (45015, ApiErrorKind::WindowClosed),
+        (45047, ApiErrorKind::QuotaExceeded),
+        (40003, ApiErrorKind::InvalidOpenId),
+        (45009, ApiErrorKind::DailyLimitExceeded),
+        (45011, ApiErrorKind::RateLimited),
+        (-1, ApiErrorKind::SystemBusy),
+        (99999, ApiErrorKind::Other),
+    ] {
+        let mock = Mock::start(move |r| match r.path.as_str() {
+            TOKEN => token_answer(r),
+            _ => err(code),
+        })
+        .await;
+        let e = mock.client().send_text("OPENID", "hi").await.unwrap_err();
+        assert_eq!(e.api_kind(), Some(kind));
+        assert_eq!(
+            e.api().unwrap().message(),
+            format!("error {code} rid: 1234")
+        );
+        assert_eq!(mock.count(SEND), 1);
+        assert_eq!(mock.count(TOKEN), 1);
+    }
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_are_api_errors() {
+    let mock = Mock::start(|_| err(40125)).await;
+    let e = mock.client().send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert_eq!(mock.count(SEND), 0);
+}
+
+#[tokio::test]
+async fn stale_failure_does_not_drop_a_newer_token() {
+    let mock = Mock::start(standard).await;
+    let client = mock.client();
+    let first = client.access_token().await.unwrap();
+    assert!(client.invalidate_token(&first).await.unwrap());
+    let second = client.access_token().await.unwrap();
+    assert_eq!(second.value(), "TOKEN-2");
+    // A call that failed with the old token reports late: the new one stays.
+    assert!(!client.invalidate_token(&first).await.unwrap());
+    assert_eq!(client.access_token().await.unwrap(), second);
+    assert_eq!(mock.count(TOKEN), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_failures_with_one_stale_token_refetch_once() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        // Slow rejections, so that all sends fail with TOKEN-1 before any retry.
+        _ if r.token() == "TOKEN-1" => {
+            Answer::Delay(Duration::from_millis(100), Box::new(err(40001)))
+        }
+        _ => ok(),
+    })
+    .await;
+    let client = mock.client();
+    client.access_token().await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send_text("OPENID", "hi").await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(mock.count(TOKEN), 2);
+    let sends = mock.requests(SEND);
+    assert_eq!(sends.iter().filter(|r| r.token() == "TOKEN-1").count(), 20);
+    assert_eq!(sends.iter().filter(|r| r.token() == "TOKEN-2").count(), 20);
+}
+
+#[derive(Debug)]
+struct ManualClock(Mutex<SystemTime>);
+
+impl ManualClock {
+    fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn token_expires_by_the_injected_clock() {
+    let expires_in = Arc::new(AtomicU64::new(7200));
+    let answer = expires_in.clone();
+    let mock = Mock::start(move |r| match r.path.as_str() {
+        TOKEN => Answer::Json(json!({
+            "access_token": format!("TOKEN-{}", r.nth),
+            "expires_in": answer.load(Ordering::SeqCst),
+        })),
+        _ => ok(),
+    })
+    .await;
+    let clock = Arc::new(ManualClock(Mutex::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    )));
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = |client: &Client| {
+        let client = client.clone();
+        async move { client.access_token().await.unwrap().value().to_owned() }
+    };
+
+    assert_eq!(token(&client).await, "TOKEN-1");
+    // Used until 5 minutes before the announced 7200 s.
+    clock.advance(Duration::from_secs(6899));
+    assert_eq!(token(&client).await, "TOKEN-1");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(token(&client).await, "TOKEN-2");
+    assert_eq!(mock.count(TOKEN), 2);
+
+    // A short lifetime gets a shorter margin (a quarter): 300 s → used for 225 s.
+    expires_in.store(300, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(7200));
+    assert_eq!(token(&client).await, "TOKEN-3");
+    clock.advance(Duration::from_secs(224));
+    assert_eq!(token(&client).await, "TOKEN-3");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(token(&client).await, "TOKEN-4");
+    assert_eq!(mock.count(TOKEN), 4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dead_server_is_a_transport_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(format!("http://{addr}"))
+        .build()
+        .unwrap();
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    assert!(std::error::Error::source(&e).is_some());
+}
+
+async fn bad_token_answer(
+    answer: impl Fn() -> Answer + Send + Sync + 'static,
+) -> (StatusCode, BadResponseKind) {
+    let mock = Mock::start(move |_| answer()).await;
+    match mock.client().send_text("OPENID", "hi").await {
+        Err(Error::BadResponse { status, kind }) => (status, kind),
+        other => panic!("expected BadResponse, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_answers_are_typed_errors() {
+    let html = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>";
+    let (status, kind) = bad_token_answer(move || {
+        Answer::Raw(StatusCode::BAD_GATEWAY, "text/html", Bytes::from(html))
+    })
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(
+        matches!(kind, BadResponseKind::NotJson { ref snippet } if snippet.starts_with("<html>"))
+    );
+
+    let (status, kind) =
+        bad_token_answer(|| Answer::Raw(StatusCode::OK, "text/plain", Bytes::new())).await;
+    assert_eq!((status, kind), (StatusCode::OK, BadResponseKind::Empty));
+
+    let (_, kind) = bad_token_answer(|| {
+        Answer::Raw(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(b"{\"access_token\":"),
+        )
+    })
+    .await;
+    assert!(matches!(kind, BadResponseKind::NotJson { .. }));
+
+    let (_, kind) = bad_token_answer(|| {
+        Answer::Raw(StatusCode::OK, "text/plain", Bytes::from_static(b"success"))
+    })
+    .await;
+    assert!(matches!(kind, BadResponseKind::NotJson { .. }));
+
+    let (_, kind) = bad_token_answer(|| {
+        Answer::Raw(
+            StatusCode::OK,
+            "application/octet-stream",
+            Bytes::from_static(&[0xff, 0xfe, 0]),
+        )
+    })
+    .await;
+    assert!(matches!(kind, BadResponseKind::NotJson { .. }));
+
+    let (_, kind) = bad_token_answer(|| Answer::Json(json!({"expires_in": 7200}))).await;
+    assert_eq!(kind, BadResponseKind::MissingField("access_token"));
+
+    let (_, kind) = bad_token_answer(|| Answer::Json(json!({"access_token": "T"}))).await;
+    assert_eq!(kind, BadResponseKind::MissingField("expires_in"));
+
+    let (status, kind) = bad_token_answer(|| {
+        Answer::Raw(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            Bytes::from_static(b"{}"),
+        )
+    })
+    .await;
+    assert_eq!(
+        (status, kind),
+        (StatusCode::SERVICE_UNAVAILABLE, BadResponseKind::Status)
+    );
+
+    // Deeply nested JSON is refused by the parser, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (_, kind) = bad_token_answer(move || {
+        Answer::Raw(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from(deep.clone()),
+        )
+    })
+    .await;
+    assert!(matches!(kind, BadResponseKind::NotJson { .. }));
+}
+
+#[tokio::test]
+async fn huge_answers_are_refused() {
+    let limit = 1024 * 1024;
+    // With a Content-Length: refused before reading.
+    let (_, kind) = bad_token_answer(move || {
+        Answer::Raw(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from(vec![b' '; 8 * limit]),
+        )
+    })
+    .await;
+    assert_eq!(kind, BadResponseKind::TooLarge { limit });
+    // Chunked, no length: reading stops at the limit.
+    let (_, kind) = bad_token_answer(|| Answer::Stream(64 * 1024 * 1024)).await;
+    assert_eq!(kind, BadResponseKind::TooLarge { limit });
+    // A custom limit; a send answer over it.
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ => Answer::Stream(10_000),
+    })
+    .await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .body_limit(4096)
+        .build()
+        .unwrap();
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BadResponse {
+                kind: BadResponseKind::TooLarge { limit: 4096 },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sends_are_typed_utf8_json() {
+    let mock = Mock::start(standard).await;
+    let client = mock.client();
+    client
+        .send_text("OPENID", "你好,欢迎来到这里")
+        .await
+        .unwrap();
+    client.send_image("OPENID", "MEDIA_ID").await.unwrap();
+    client
+        .send(
+            "OPENID",
+            &CustomMessage::mini_program_page(MiniProgramPage {
+                title: "标题".into(),
+                pagepath: "pages/index/index?foo=bar".into(),
+                thumb_media_id: "THUMB".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    client
+        .typing("OPENID", TypingCommand::Typing)
+        .await
+        .unwrap();
+    client
+        .typing("OPENID", TypingCommand::CancelTyping)
+        .await
+        .unwrap();
+
+    let sends = mock.requests(SEND);
+    let bodies: Vec<_> = sends
+        .iter()
+        .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            r#"{"touser":"OPENID","msgtype":"text","text":{"content":"你好,欢迎来到这里"}}"#,
+            r#"{"touser":"OPENID","msgtype":"image","image":{"media_id":"MEDIA_ID"}}"#,
+            r#"{"touser":"OPENID","msgtype":"miniprogrampage","miniprogrampage":{"title":"标题","pagepath":"pages/index/index?foo=bar","thumb_media_id":"THUMB"}}"#,
+        ]
+    );
+    assert!(sends
+        .iter()
+        .all(|r| r.method == http::Method::POST
+            && r.content_type.as_deref() == Some("application/json")));
+    let typing: Vec<_> = mock
+        .requests("/cgi-bin/message/custom/typing")
+        .iter()
+        .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        typing,
+        [
+            r#"{"touser":"OPENID","command":"Typing"}"#,
+            r#"{"touser":"OPENID","command":"CancelTyping"}"#
+        ]
+    );
+}
+
+#[tokio::test]
+async fn upload_is_multipart_byte_for_byte() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ => {
+            Answer::Json(json!({"type": "image", "media_id": "MEDIA-9", "created_at": 1700000000}))
+        }
+    })
+    .await;
+    let data: Vec<u8> = b"\x89PNG\r\n\x1a\n--not-a-boundary\r\n\x00\xff".to_vec();
+    let media = Media::new("bot \"reply\".png", "image/png", data.clone());
+    let uploaded = mock
+        .client()
+        .upload_media(MediaType::Image, &media)
+        .await
+        .unwrap();
+    assert_eq!(uploaded.media_id, "MEDIA-9");
+    assert_eq!(uploaded.created_at, Some(1_700_000_000));
+
+    let [r] = &mock.requests("/cgi-bin/media/upload")[..] else {
+        panic!("expected one upload");
+    };
+    assert_eq!(r.method, http::Method::POST);
+    assert_eq!(r.query["type"], "image");
+    assert_eq!(r.token(), "TOKEN-1");
+    let content_type = r.content_type.as_deref().unwrap();
+    let boundary = content_type
+        .strip_prefix("multipart/form-data; boundary=")
+        .expect(content_type);
+    assert!(!boundary.is_empty() && boundary.len() <= 70);
+    assert!(boundary
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let mut expected = Vec::new();
+    expected.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    expected.extend_from_slice(
+        b"Content-Disposition: form-data; name=\"media\"; filename=\"bot %22reply%22.png\"\r\n",
+    );
+    expected.extend_from_slice(b"Content-Type: image/png\r\n\r\n");
+    expected.extend_from_slice(&data);
+    expected.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    assert_eq!(r.body, expected);
+}
+
+#[tokio::test]
+async fn upload_rejects_bad_content_type_and_missing_media_id() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ => Answer::Json(json!({"type": "image"})),
+    })
+    .await;
+    let client = mock.client();
+    let bad = Media::new("a.png", "image/png\r\nX-Evil: 1", vec![1, 2, 3]);
+    assert!(matches!(
+        client.upload_media(MediaType::Image, &bad).await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(mock.count("/cgi-bin/media/upload"), 0);
+    let good = Media::new("a.png", "image/png", vec![1, 2, 3]);
+    let e = client
+        .upload_media(MediaType::Image, &good)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::BadResponse {
+            kind: BadResponseKind::MissingField("media_id"),
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn transport_accepts_tower_layers() {
+    let mock = Mock::start(standard).await;
+    // A concurrency limit of 1 panics if `call` comes without `poll_ready`.
+    let transport = tower::ServiceBuilder::new().concurrency_limit(1).service(
+        HttpsTransport::new()
+            .unwrap()
+            .timeout(Duration::from_secs(5)),
+    );
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .build_with_transport(transport)
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send_text("OPENID", "hi").await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(mock.count(SEND), 10);
+    assert_eq!(mock.count(TOKEN), 1);
+}
+
+#[tokio::test]
+async fn post_json_reaches_other_apis() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ => Answer::Json(json!({"errcode": 0, "errmsg": "ok", "msgid": 42})),
+    })
+    .await;
+    let answer = mock
+        .client()
+        .post_json(
+            "/cgi-bin/message/subscribe/send",
+            &json!({"touser": "OPENID"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer["msgid"], 42);
+    assert_eq!(
+        mock.requests("/cgi-bin/message/subscribe/send")[0].token(),
+        "TOKEN-1"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Construction
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn debug_prints_neither_secret_nor_token() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => Answer::Json(json!({"access_token": "TOPSECRET-TOKEN", "expires_in": 7200})),
+        _ => ok(),
+    })
+    .await;
+    let builder = Client::builder("wxAPPID", "TOPSECRET-APPSECRET").base_url(mock.base());
+    assert!(!format!("{builder:?}").contains("TOPSECRET"));
+    let client = builder.build().unwrap();
+    let token = client.access_token().await.unwrap();
+    for text in [
+        format!("{client:?}"),
+        format!("{client:#?}"),
+        format!("{token:?}"),
+    ] {
+        assert!(!text.contains("TOPSECRET"), "{text}");
+    }
+    assert!(format!("{client:?}").contains("wxAPPID"));
+    let stored = AccessToken::new("TOPSECRET-X", SystemTime::UNIX_EPOCH);
+    assert!(!format!("{stored:?}").contains("TOPSECRET"));
+}
+
+#[test]
+fn base_url_is_validated() {
+    for bad in [
+        "",
+        "api.weixin.qq.com",
+        "ftp://x",
+        "https://x/?a=b",
+        "not a url",
+    ] {
+        assert!(
+            Client::builder("a", "s").base_url(bad).build().is_err(),
+            "{bad}"
+        );
+    }
+    let client = Client::builder("a", "s")
+        .base_url("http://127.0.0.1:1/prefix/")
+        .build()
+        .unwrap();
+    assert_eq!(client.base_url(), "http://127.0.0.1:1/prefix");
+    assert_eq!(
+        Client::new("a", "s").unwrap().base_url(),
+        "https://api.weixin.qq.com"
+    );
+}
+
+#[test]
+fn futures_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    fn is_send_sync<T: Send + Sync + Clone + 'static>() {}
+    is_send_sync::<Client>();
+    let client = Client::new("a", "s").unwrap();
+    is_send(&client.send_text("o", "t"));
+    is_send(&client.upload_media(MediaType::Image, &Media::new("a", "b", Vec::new())));
+    is_send(&client.access_token());
+}
