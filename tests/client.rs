@@ -18,9 +18,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use wechat_push::client::{
-    AccessToken, ApiErrorKind, BadResponseKind, Client, Clock, CustomMessage, Error,
-    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, TokenEndpoint, TokenStore,
-    TypingCommand,
+    AccessToken, ApiErrorKind, BadResponseKind, BoxFuture, Client, Clock, CustomMessage, Error,
+    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, StoreError, TokenEndpoint,
+    TokenStore, TypingCommand,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -900,4 +900,62 @@ fn futures_are_send() {
     is_send(&client.send_text("o", "t"));
     is_send(&client.upload_media(MediaType::Image, &Media::new("a", "b", Vec::new())));
     is_send(&client.access_token());
+}
+
+/// A store whose refresh lock is always held by someone else (a crashed instance and a
+/// store that never expires leases).
+#[derive(Debug, Default)]
+struct StuckLockStore(MemoryTokenStore);
+
+impl TokenStore for StuckLockStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<AccessToken>, StoreError>> {
+        self.0.get(key)
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        token: AccessToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.set(key, token)
+    }
+    fn invalidate<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.0.invalidate(key, value)
+    }
+    fn try_lock<'a>(
+        &'a self,
+        _key: &'a str,
+        _owner: &'a str,
+        _lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(false) })
+    }
+    fn unlock<'a>(
+        &'a self,
+        _key: &'a str,
+        _owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn a_lock_held_past_its_lease_does_not_block_forever() {
+    let mock = Mock::start(standard).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .token_store(Arc::new(StuckLockStore::default()))
+        .refresh_lease(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(mock.count(TOKEN), 1);
+    // The token it stored is used afterwards without waiting.
+    client.send_text("OPENID", "again").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 1);
 }

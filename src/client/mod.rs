@@ -425,7 +425,10 @@ where
         }
         // One refresh at a time across instances sharing the store.
         let mut delay = Duration::from_millis(25);
-        let give_up = Instant::now() + inner.lease + Duration::from_secs(1);
+        let start = Instant::now();
+        let give_up = start
+            .checked_add(inner.lease.saturating_add(Duration::from_secs(1)))
+            .unwrap_or(start);
         let locked = loop {
             if inner
                 .store
