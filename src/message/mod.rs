@@ -1,4 +1,316 @@
-//! Typed messages (placeholder, being written).
-/// A decoded push.
+//! Typed pushes: [`Message`] = common header + typed [`Kind`] + raw [`Fields`]
+//! for everything the typed value does not model.
+//!
+//! The same push decodes to equal `Message` values from XML and from JSON.
+//!
+//! ```
+//! use wechat_push::message::{Kind, Message};
+//!
+//! let msg = Message::from_xml(b"<xml>
+//!   <ToUserName><![CDATA[gh_1]]></ToUserName>
+//!   <FromUserName><![CDATA[o1]]></FromUserName>
+//!   <CreateTime>1482048670</CreateTime>
+//!   <MsgType><![CDATA[text]]></MsgType>
+//!   <Content><![CDATA[ hello ]]></Content>
+//!   <MsgId>1234567890123456</MsgId>
+//!   <Extra>kept</Extra>
+//! </xml>")?;
+//! assert_eq!(msg.kind(), &Kind::Text { content: " hello ".into() });
+//! assert_eq!(msg.from_user(), "o1");
+//! assert_eq!(msg.field("Extra").and_then(|v| v.as_text()), Some("kept"));
+//! # Ok::<(), wechat_push::codec::DecodeError>(())
+//! ```
+//!
+//! Fields a typed variant documents as always present are required: a
+//! `text` push without `Content` is a [`DecodeError`]. Optional ones are
+//! `Option`s. Unknown `MsgType`/`Event` values decode to
+//! [`Kind::Unknown`]/[`Event::Unknown`] with every field in [`Message::extra`].
+
+use crate::codec::{self, DecodeError, Doc, Format, Raw};
+
+mod event;
+mod fields;
+
+pub use event::{
+    Event, MediaCheck, MediaCheckDetail, MediaCheckResult, PopupItem, SentItem, StatusItem,
+    SubscribeStatus, Suggest,
+};
+pub use fields::{Fields, Value};
+
+/// A decoded push: the common header, the typed content, and the rest.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Message {}
+pub struct Message {
+    to_user: String,
+    from_user: String,
+    create_time: u64,
+    msg_id: Option<u64>,
+    kind: Kind,
+    extra: Fields,
+}
+
+/// The typed content of a [`Message`], by `MsgType`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// `text`.
+    Text {
+        /// `Content`, untrimmed.
+        content: String,
+    },
+    /// `image`.
+    Image {
+        /// `PicUrl`.
+        pic_url: String,
+        /// `MediaId` (temporary media).
+        media_id: String,
+    },
+    /// `voice` (official accounts).
+    Voice {
+        /// `MediaId`.
+        media_id: String,
+        /// `Format` (`amr`, `speex`, …).
+        format: String,
+        /// `Recognition`, when speech recognition is on.
+        recognition: Option<String>,
+    },
+    /// `video` (official accounts).
+    Video {
+        /// `MediaId`.
+        media_id: String,
+        /// `ThumbMediaId`.
+        thumb_media_id: String,
+    },
+    /// `shortvideo` (official accounts).
+    ShortVideo {
+        /// `MediaId`.
+        media_id: String,
+        /// `ThumbMediaId`.
+        thumb_media_id: String,
+    },
+    /// `location` (official accounts).
+    Location {
+        /// `Location_X`: latitude.
+        latitude: f64,
+        /// `Location_Y`: longitude.
+        longitude: f64,
+        /// `Scale`: map zoom.
+        scale: u32,
+        /// `Label`: place description.
+        label: String,
+    },
+    /// `link` (official accounts).
+    Link {
+        /// `Title`.
+        title: String,
+        /// `Description`.
+        description: String,
+        /// `Url`.
+        url: String,
+    },
+    /// `miniprogrampage`: the user sent a mini-program card (empty strings occur).
+    MiniProgramPage {
+        /// `Title`.
+        title: String,
+        /// `AppId` of the card's mini program.
+        app_id: String,
+        /// `PagePath`.
+        page_path: String,
+        /// `ThumbUrl`.
+        thumb_url: String,
+        /// `ThumbMediaId`.
+        thumb_media_id: String,
+    },
+    /// `event`, typed by its `Event` value.
+    Event(Event),
+    /// Any other `MsgType`; all its fields are in [`Message::extra`].
+    Unknown {
+        /// The raw `MsgType`.
+        msg_type: String,
+    },
+}
+
+impl Kind {
+    /// The raw `MsgType` value.
+    pub fn msg_type(&self) -> &str {
+        match self {
+            Kind::Text { .. } => "text",
+            Kind::Image { .. } => "image",
+            Kind::Voice { .. } => "voice",
+            Kind::Video { .. } => "video",
+            Kind::ShortVideo { .. } => "shortvideo",
+            Kind::Location { .. } => "location",
+            Kind::Link { .. } => "link",
+            Kind::MiniProgramPage { .. } => "miniprogrampage",
+            Kind::Event(_) => "event",
+            Kind::Unknown { msg_type } => msg_type,
+        }
+    }
+}
+
+impl Message {
+    /// A message with no `MsgId` and no extra fields (see [`with_msg_id`](Self::with_msg_id),
+    /// [`with_extra`](Self::with_extra)); handy in tests of your own service.
+    pub fn new(
+        to_user: impl Into<String>,
+        from_user: impl Into<String>,
+        create_time: u64,
+        kind: Kind,
+    ) -> Self {
+        Message {
+            to_user: to_user.into(),
+            from_user: from_user.into(),
+            create_time,
+            msg_id: None,
+            kind,
+            extra: Fields::new(),
+        }
+    }
+
+    /// Sets the `MsgId`.
+    #[must_use]
+    pub fn with_msg_id(mut self, msg_id: u64) -> Self {
+        self.msg_id = Some(msg_id);
+        self
+    }
+
+    /// Sets the unmodelled fields.
+    #[must_use]
+    pub fn with_extra(mut self, extra: Fields) -> Self {
+        self.extra = extra;
+        self
+    }
+
+    /// Decodes an XML message (`<xml>…</xml>`).
+    pub fn from_xml(doc: &[u8]) -> Result<Message, DecodeError> {
+        codec::decode_message(Format::Xml, doc)
+    }
+
+    /// Decodes a JSON message (a top-level object).
+    pub fn from_json(doc: &[u8]) -> Result<Message, DecodeError> {
+        codec::decode_message(Format::Json, doc)
+    }
+
+    /// `ToUserName`: the mini program's / account's original id (`gh_…`).
+    pub fn to_user(&self) -> &str {
+        &self.to_user
+    }
+
+    /// `FromUserName`: the sender's openid.
+    pub fn from_user(&self) -> &str {
+        &self.from_user
+    }
+
+    /// `CreateTime`, Unix seconds.
+    pub fn create_time(&self) -> u64 {
+        self.create_time
+    }
+
+    /// `MsgId`, when present and numeric (a non-numeric one stays in [`extra`](Self::extra)).
+    pub fn msg_id(&self) -> Option<u64> {
+        self.msg_id
+    }
+
+    /// The raw `MsgType`.
+    pub fn msg_type(&self) -> &str {
+        self.kind.msg_type()
+    }
+
+    /// The raw `Event` value when `MsgType` is `event`.
+    pub fn event_name(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Event(e) => Some(e.name()),
+            _ => None,
+        }
+    }
+
+    /// The typed content.
+    pub fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
+    /// The typed event, when `MsgType` is `event`.
+    pub fn event(&self) -> Option<&Event> {
+        match &self.kind {
+            Kind::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Every field of the push that the typed value does not model, in document order.
+    pub fn extra(&self) -> &Fields {
+        &self.extra
+    }
+
+    /// The first extra (unmodelled) field named `name`.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.extra.get(name)
+    }
+
+    pub(crate) fn from_doc(mut doc: Doc<'_>) -> Result<Message, DecodeError> {
+        let to_user = doc.string("ToUserName")?;
+        let from_user = doc.string("FromUserName")?;
+        let create_time = doc.required("CreateTime")?.to_u64("CreateTime")?;
+        let msg_type = doc.required("MsgType")?.into_text("MsgType")?;
+        let msg_id = doc.take_if("MsgId", |r| r.to_u64("MsgId").ok())?;
+        let kind = match &*msg_type {
+            "text" => Kind::Text {
+                content: doc.string("Content")?,
+            },
+            "image" => Kind::Image {
+                pic_url: doc.string("PicUrl")?,
+                media_id: doc.string("MediaId")?,
+            },
+            "voice" => Kind::Voice {
+                media_id: doc.string("MediaId")?,
+                format: doc.string("Format")?,
+                recognition: doc.opt_string("Recognition")?,
+            },
+            "video" => Kind::Video {
+                media_id: doc.string("MediaId")?,
+                thumb_media_id: doc.string("ThumbMediaId")?,
+            },
+            "shortvideo" => Kind::ShortVideo {
+                media_id: doc.string("MediaId")?,
+                thumb_media_id: doc.string("ThumbMediaId")?,
+            },
+            "location" => Kind::Location {
+                latitude: doc.required("Location_X")?.to_f64("Location_X")?,
+                longitude: doc.required("Location_Y")?.to_f64("Location_Y")?,
+                scale: doc.required("Scale")?.to_u32("Scale")?,
+                label: doc.string("Label")?,
+            },
+            "link" => Kind::Link {
+                title: doc.string("Title")?,
+                description: doc.string("Description")?,
+                url: doc.string("Url")?,
+            },
+            "miniprogrampage" => Kind::MiniProgramPage {
+                title: doc.string("Title")?,
+                app_id: doc.string("AppId")?,
+                page_path: doc.string("PagePath")?,
+                thumb_url: doc.string("ThumbUrl")?,
+                thumb_media_id: doc.string("ThumbMediaId")?,
+            },
+            "event" => {
+                let name = doc.required("Event")?.into_text("Event")?;
+                Kind::Event(Event::from_doc(name, &mut doc)?)
+            }
+            _ => Kind::Unknown {
+                msg_type: msg_type.into_owned(),
+            },
+        };
+        Ok(Message {
+            to_user,
+            from_user,
+            create_time,
+            msg_id,
+            kind,
+            extra: doc.into_fields(),
+        })
+    }
+}
+
+/// Typed nested items (`List`, `detail`, `result`) are built from owned fields.
+pub(crate) fn node_doc(raw: Raw<'_>, field: &'static str) -> Result<Doc<'static>, DecodeError> {
+    raw.into_node(field).map(Doc::from_fields)
+}

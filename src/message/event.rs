@@ -1,0 +1,401 @@
+//! Typed events (`MsgType` = `event`).
+
+use std::borrow::Cow;
+
+use super::{node_doc, Fields};
+use crate::codec::{DecodeError, Doc, Raw};
+
+/// A typed event, by its `Event` value.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// `user_enter_tempsession`: the user entered the customer-service conversation.
+    UserEnterTempSession {
+        /// `SessionFrom`: the contact button's `session-from` attribute.
+        session_from: String,
+    },
+    /// `subscribe_msg_popup_event`: the user acted on the subscription pop-up.
+    SubscribeMsgPopup {
+        /// One item per template (XML `<List>` elements; JSON `List` object or array).
+        items: Vec<PopupItem>,
+    },
+    /// `subscribe_msg_change_event`: the user changed subscriptions from the menu.
+    SubscribeMsgChange {
+        /// One item per template.
+        items: Vec<StatusItem>,
+    },
+    /// `subscribe_msg_sent_event`: delivery result of a subscribe message.
+    SubscribeMsgSent {
+        /// One item per sent message.
+        items: Vec<SentItem>,
+    },
+    /// `wxa_media_check`: asynchronous content-security result.
+    WxaMediaCheck(MediaCheck),
+    /// `subscribe` (official accounts): a follow, possibly through a QR code.
+    Subscribe {
+        /// `EventKey` (`qrscene_…` for a QR scan; may be empty otherwise).
+        event_key: Option<String>,
+        /// `Ticket` of the QR code.
+        ticket: Option<String>,
+    },
+    /// `unsubscribe` (official accounts).
+    Unsubscribe,
+    /// `SCAN` (official accounts): a follower scanned a parametric QR code.
+    Scan {
+        /// `EventKey`: the scene value.
+        event_key: String,
+        /// `Ticket` of the QR code.
+        ticket: Option<String>,
+    },
+    /// `LOCATION` (official accounts): reported position.
+    Location {
+        /// `Latitude`.
+        latitude: f64,
+        /// `Longitude`.
+        longitude: f64,
+        /// `Precision`.
+        precision: f64,
+    },
+    /// `CLICK` (official accounts): a menu click.
+    Click {
+        /// `EventKey`: the menu key.
+        event_key: String,
+    },
+    /// `VIEW` (official accounts): a menu link was opened.
+    View {
+        /// `EventKey`: the URL.
+        event_key: String,
+    },
+    /// Any other event; its fields are in [`Message::extra`](super::Message::extra).
+    Unknown {
+        /// The raw `Event` value.
+        event: String,
+    },
+}
+
+/// The user's choice for one template (`SubscribeStatusString`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SubscribeStatus {
+    /// `accept`.
+    Accept,
+    /// `reject`.
+    Reject,
+    /// `ban`.
+    Ban,
+    /// `acceptWithAudio`.
+    AcceptWithAudio,
+    /// `acceptWithAlert`.
+    AcceptWithAlert,
+    /// Any other value, as sent.
+    Other(String),
+}
+
+impl SubscribeStatus {
+    fn parse(s: Cow<'_, str>) -> Self {
+        match &*s {
+            "accept" => Self::Accept,
+            "reject" => Self::Reject,
+            "ban" => Self::Ban,
+            "acceptWithAudio" => Self::AcceptWithAudio,
+            "acceptWithAlert" => Self::AcceptWithAlert,
+            _ => Self::Other(s.into_owned()),
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Accept => "accept",
+            Self::Reject => "reject",
+            Self::Ban => "ban",
+            Self::AcceptWithAudio => "acceptWithAudio",
+            Self::AcceptWithAlert => "acceptWithAlert",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// One `List` item of `subscribe_msg_popup_event`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PopupItem {
+    /// `TemplateId`.
+    pub template_id: String,
+    /// `SubscribeStatusString`.
+    pub status: SubscribeStatus,
+    /// `PopupScene` (0 mini-program page; official accounts: 1 H5, 2 article).
+    pub popup_scene: Option<u32>,
+    /// Unmodelled fields of the item.
+    pub extra: Fields,
+}
+
+/// One `List` item of `subscribe_msg_change_event`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusItem {
+    /// `TemplateId`.
+    pub template_id: String,
+    /// `SubscribeStatusString` (currently always `reject`).
+    pub status: SubscribeStatus,
+    /// Unmodelled fields of the item.
+    pub extra: Fields,
+}
+
+/// One `List` item of `subscribe_msg_sent_event`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentItem {
+    /// `TemplateId`.
+    pub template_id: String,
+    /// `MsgID`: the id returned by the send call.
+    pub msg_id: u64,
+    /// `ErrorCode`: 0 on success (e.g. 43101: the user refused).
+    pub error_code: i64,
+    /// `ErrorStatus`.
+    pub error_status: String,
+    /// Unmodelled fields of the item.
+    pub extra: Fields,
+}
+
+/// A content-security verdict (`suggest`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Suggest {
+    /// `pass`.
+    Pass,
+    /// `review`.
+    Review,
+    /// `risky`.
+    Risky,
+    /// Any other value, as sent.
+    Other(String),
+}
+
+impl Suggest {
+    fn parse(s: Cow<'_, str>) -> Self {
+        match &*s {
+            "pass" => Self::Pass,
+            "review" => Self::Review,
+            "risky" => Self::Risky,
+            _ => Self::Other(s.into_owned()),
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pass => "pass",
+            Self::Review => "review",
+            Self::Risky => "risky",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// `wxa_media_check`: the result of `mediaCheckAsync`. Match it on `trace_id`.
+/// Other fields (`errcode`, `errmsg`, v1's `isrisky`, …) are in
+/// [`Message::extra`](super::Message::extra).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaCheck {
+    /// `appid`.
+    pub app_id: String,
+    /// `trace_id`.
+    pub trace_id: String,
+    /// `version` (2 for the current API; absent in v1 pushes).
+    pub version: Option<u32>,
+    /// `result`: the verdict to use (v2).
+    pub result: Option<MediaCheckResult>,
+    /// `detail`: per-strategy results (may be empty).
+    pub detail: Vec<MediaCheckDetail>,
+}
+
+/// `result` of a [`MediaCheck`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaCheckResult {
+    /// `suggest`.
+    pub suggest: Suggest,
+    /// `label`: 100 normal, 10001 ad, 20001 politics, 20002 porn, …
+    pub label: u32,
+    /// Unmodelled fields.
+    pub extra: Fields,
+}
+
+/// One `detail` item of a [`MediaCheck`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaCheckDetail {
+    /// `strategy`.
+    pub strategy: String,
+    /// `errcode`.
+    pub errcode: Option<i64>,
+    /// `suggest`.
+    pub suggest: Suggest,
+    /// `label`.
+    pub label: u32,
+    /// `prob`: confidence, 0–100.
+    pub prob: Option<u32>,
+    /// Unmodelled fields.
+    pub extra: Fields,
+}
+
+impl Event {
+    /// The raw `Event` value.
+    pub fn name(&self) -> &str {
+        match self {
+            Event::UserEnterTempSession { .. } => "user_enter_tempsession",
+            Event::SubscribeMsgPopup { .. } => "subscribe_msg_popup_event",
+            Event::SubscribeMsgChange { .. } => "subscribe_msg_change_event",
+            Event::SubscribeMsgSent { .. } => "subscribe_msg_sent_event",
+            Event::WxaMediaCheck(_) => "wxa_media_check",
+            Event::Subscribe { .. } => "subscribe",
+            Event::Unsubscribe => "unsubscribe",
+            Event::Scan { .. } => "SCAN",
+            Event::Location { .. } => "LOCATION",
+            Event::Click { .. } => "CLICK",
+            Event::View { .. } => "VIEW",
+            Event::Unknown { event } => event,
+        }
+    }
+
+    pub(crate) fn from_doc(name: Cow<'_, str>, doc: &mut Doc<'_>) -> Result<Event, DecodeError> {
+        Ok(match &*name {
+            "user_enter_tempsession" => Event::UserEnterTempSession {
+                session_from: doc.string("SessionFrom")?,
+            },
+            "subscribe_msg_popup_event" => Event::SubscribeMsgPopup {
+                items: list(doc, "SubscribeMsgPopupEvent")?
+                    .into_iter()
+                    .map(|mut d| {
+                        Ok(PopupItem {
+                            template_id: d.string("TemplateId")?,
+                            status: status(&mut d)?,
+                            popup_scene: d
+                                .take("PopupScene")?
+                                .map(|r| r.to_u32("PopupScene"))
+                                .transpose()?,
+                            extra: d.into_fields(),
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            },
+            "subscribe_msg_change_event" => Event::SubscribeMsgChange {
+                items: list(doc, "SubscribeMsgChangeEvent")?
+                    .into_iter()
+                    .map(|mut d| {
+                        Ok(StatusItem {
+                            template_id: d.string("TemplateId")?,
+                            status: status(&mut d)?,
+                            extra: d.into_fields(),
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            },
+            "subscribe_msg_sent_event" => Event::SubscribeMsgSent {
+                items: list(doc, "SubscribeMsgSentEvent")?
+                    .into_iter()
+                    .map(|mut d| {
+                        Ok(SentItem {
+                            template_id: d.string("TemplateId")?,
+                            msg_id: d.required("MsgID")?.to_u64("MsgID")?,
+                            error_code: d.required("ErrorCode")?.to_i64("ErrorCode")?,
+                            error_status: d.string("ErrorStatus")?,
+                            extra: d.into_fields(),
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            },
+            "wxa_media_check" => Event::WxaMediaCheck(media_check(doc)?),
+            "subscribe" => Event::Subscribe {
+                event_key: doc.opt_string("EventKey")?,
+                ticket: doc.opt_string("Ticket")?,
+            },
+            "unsubscribe" => Event::Unsubscribe,
+            "SCAN" => Event::Scan {
+                event_key: doc.string("EventKey")?,
+                ticket: doc.opt_string("Ticket")?,
+            },
+            "LOCATION" => Event::Location {
+                latitude: doc.required("Latitude")?.to_f64("Latitude")?,
+                longitude: doc.required("Longitude")?.to_f64("Longitude")?,
+                precision: doc.required("Precision")?.to_f64("Precision")?,
+            },
+            "CLICK" => Event::Click {
+                event_key: doc.string("EventKey")?,
+            },
+            "VIEW" => Event::View {
+                event_key: doc.string("EventKey")?,
+            },
+            _ => Event::Unknown {
+                event: name.into_owned(),
+            },
+        })
+    }
+}
+
+fn status(d: &mut Doc<'_>) -> Result<SubscribeStatus, DecodeError> {
+    let raw = d.required("SubscribeStatusString")?;
+    Ok(SubscribeStatus::parse(
+        raw.into_text("SubscribeStatusString")?,
+    ))
+}
+
+fn suggest(d: &mut Doc<'_>) -> Result<Suggest, DecodeError> {
+    Ok(Suggest::parse(d.required("suggest")?.into_text("suggest")?))
+}
+
+/// Subscribe-event items: top-level `List` entries (JSON object or array) and
+/// `List` elements nested in `wrapper` (XML; an older JSON shape).
+fn list(doc: &mut Doc<'_>, wrapper: &'static str) -> Result<Vec<Doc<'static>>, DecodeError> {
+    let mut raws: Vec<Raw<'_>> = doc.take_all("List");
+    if let Some(w) = doc.take(wrapper)? {
+        let mut inner = node_doc(w, wrapper)?;
+        raws.extend(inner.take_all("List"));
+        let rest = inner.into_fields();
+        if !rest.is_empty() {
+            doc.push(Cow::Borrowed(wrapper), Raw::Node(rest));
+        }
+    }
+    raws.into_iter().map(|r| node_doc(r, "List")).collect()
+}
+
+fn media_check(doc: &mut Doc<'_>) -> Result<MediaCheck, DecodeError> {
+    let app_id = doc.string("appid")?;
+    let trace_id = doc.string("trace_id")?;
+    let version = doc
+        .take("version")?
+        .map(|r| r.to_u32("version"))
+        .transpose()?;
+    let result = match doc.take("result")? {
+        Some(r) => {
+            let mut d = node_doc(r, "result")?;
+            Some(MediaCheckResult {
+                suggest: suggest(&mut d)?,
+                label: d.required("label")?.to_u32("label")?,
+                extra: d.into_fields(),
+            })
+        }
+        None => None,
+    };
+    let detail = doc
+        .take_all("detail")
+        .into_iter()
+        .map(|r| {
+            let mut d = node_doc(r, "detail")?;
+            Ok(MediaCheckDetail {
+                strategy: d.string("strategy")?,
+                errcode: d
+                    .take("errcode")?
+                    .map(|r| r.to_i64("errcode"))
+                    .transpose()?,
+                suggest: suggest(&mut d)?,
+                label: d.required("label")?.to_u32("label")?,
+                prob: d.take("prob")?.map(|r| r.to_u32("prob")).transpose()?,
+                extra: d.into_fields(),
+            })
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    Ok(MediaCheck {
+        app_id,
+        trace_id,
+        version,
+        result,
+        detail,
+    })
+}
