@@ -787,6 +787,16 @@ fn xml_text_forms() {
     );
     assert_eq!(content(""), "");
     assert_eq!(content("<!-- note -->kept"), "kept");
+    assert_eq!(content("<?pi x?>a>b"), "a>b");
+    let m = xml(&format!(
+        "{head}<Content a=\"x>y/\" b = 'z' >c</Content  ></xml >"
+    ));
+    assert_eq!(
+        m.kind(),
+        &Kind::Text {
+            content: "c".into()
+        }
+    );
     // Any order, declaration, comments, attributes, BOM.
     let m = xml(
         "\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c --><xml a=\"1\">\n\t<MsgId>5</MsgId>\
@@ -871,6 +881,27 @@ fn xml_rejects() {
         DecodeErrorKind::TooDeep
     );
     assert_eq!(x("<xml/>"), DecodeErrorKind::MissingField("ToUserName"));
+    for bad in [
+        "<Content a=x>c</Content>",
+        "<Content\"a\">c</Content>",
+        "<Content a='1'b='2'>c</Content>",
+        "<Content a=\"<\">c</Content>",
+        "<Content>&#0;</Content>",
+        "<Content>&#xD800;</Content>",
+        "<Content>&amp</Content>",
+        "<Content>a & b</Content>",
+        "<Content><!-- open</Content>",
+        "<Content><![CDATA[open</Content>",
+        "<Content><!ELEMENT x></Content>",
+        "<Content>< b</Content>",
+        "<>c</>",
+    ] {
+        assert_eq!(
+            x(&ok.replace("<Content>c</Content>", bad)),
+            DecodeErrorKind::Syntax,
+            "{bad}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- JSON details

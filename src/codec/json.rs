@@ -294,3 +294,27 @@ impl Nested<'_, '_> {
         Ok(Value::Node(fields))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_borrow_numbers_stay_exact() {
+        let mut doc =
+            parse(br#"{"A":"x","B":"a\/b","C":18446744073709551615,"D":-5,"E":[1,[2,3]]}"#)
+                .unwrap();
+        assert!(matches!(
+            doc.take("A"),
+            Ok(Some(Raw::Str(Cow::Borrowed("x"))))
+        ));
+        assert!(matches!(doc.take("B"), Ok(Some(Raw::Str(Cow::Owned(s)))) if s == "a/b"));
+        assert!(matches!(doc.take("C"), Ok(Some(Raw::U64(u64::MAX)))));
+        assert!(matches!(doc.take("D"), Ok(Some(Raw::I64(-5)))));
+        let e: Vec<Value> = doc.take_all("E").into_iter().map(Raw::into_value).collect();
+        let inner: Fields = [("E", Value::text("2")), ("E", Value::text("3"))]
+            .into_iter()
+            .collect();
+        assert_eq!(e, [Value::text("1"), Value::Node(inner)]);
+    }
+}
