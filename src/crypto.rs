@@ -312,6 +312,13 @@ impl std::error::Error for DecryptError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RandomError(());
 
+/// A fresh random nonce for a sealed reply: ten decimal digits, the shape of WeChat's own.
+pub fn random_nonce() -> Result<String, RandomError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|_| RandomError(()))?;
+    Ok((u64::from_le_bytes(bytes) % 10_000_000_000).to_string())
+}
+
 impl fmt::Display for RandomError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("the operating system's random source failed")

@@ -427,7 +427,7 @@ fn cdata(out: &mut Vec<u8>, text: &str) {
     let mut rest = text;
     while let Some(at) = rest.find("]]>") {
         // `]]` closes this section, `>` opens the next one.
-        out.extend_from_slice(rest[..at + 2].as_bytes());
+        out.extend_from_slice(&rest.as_bytes()[..at + 2]);
         out.extend_from_slice(b"]]><![CDATA[");
         rest = &rest[at + 2..];
     }

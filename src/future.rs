@@ -1,0 +1,208 @@
+//! [`ResponseFuture`]: collect the body, open the push, call the handler, encode the reply.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use crate::body::ResponseBody;
+use crate::layer::Config;
+use crate::message::Message;
+use crate::push::{self, ReplyTo};
+use crate::query::CallbackQuery;
+use crate::rejection::Rejection;
+use crate::reply::Reply;
+
+pin_project! {
+    /// The response future of [`Wechat`](crate::Wechat).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<Message>>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<Message>>,
+    {
+        /// Reading the body, up to the limit.
+        Collect {
+            #[pin]
+            body: B,
+            buf: BytesMut,
+            pending: Option<Pending<S>>,
+        },
+        /// The handler is working on the message.
+        Call {
+            #[pin]
+            future: S::Future,
+            config: Arc<Config>,
+            reply_to: ReplyTo,
+        },
+        /// The layer's own answer, or done.
+        Ready {
+            response: Option<Response<ResponseBody>>,
+        },
+    }
+}
+
+/// What the collect state carries over to the call.
+struct Pending<S> {
+    parts: Parts,
+    inner: S,
+    config: Arc<Config>,
+    query: CallbackQuery,
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<Message>>,
+{
+    pub(crate) fn ready(response: Response<ResponseBody>) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn collect(
+        body: B,
+        parts: Parts,
+        inner: S,
+        config: Arc<Config>,
+        query: CallbackQuery,
+    ) -> Self
+    where
+        B: Body,
+    {
+        let limit = config.body_limit;
+        let expected = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+        Self {
+            state: State::Collect {
+                body,
+                buf: BytesMut::with_capacity(expected.min(limit)),
+                pending: Some(Pending {
+                    parts,
+                    inner,
+                    config,
+                    query,
+                }),
+            },
+        }
+    }
+}
+
+impl<S, B> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<Message>>,
+    S::Response: Into<Reply>,
+    B: Body,
+{
+    type Output = Result<Response<ResponseBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Collect { body, buf, pending } => {
+                    let Some(limit) = pending.as_ref().map(|p| p.config.body_limit) else {
+                        panic!("future polled after completion");
+                    };
+                    let next = match ready!(collect(body, buf, limit, cx)) {
+                        Ok(()) => take(pending).and_then(|p| start(p, buf)),
+                        Err(rejection) => Err(rejection),
+                    };
+                    let next = match next {
+                        Ok(call) => call,
+                        Err(rejection) => State::Ready {
+                            response: Some(rejection.into_response()),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Call {
+                    future,
+                    config,
+                    reply_to,
+                } => {
+                    let reply: Reply = ready!(future.poll(cx))?.into();
+                    return Poll::Ready(Ok(push::answer(config, reply_to, &reply)));
+                }
+                StateProj::Ready { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("future polled after completion")));
+                }
+            }
+        }
+    }
+}
+
+fn take<S>(pending: &mut Option<Pending<S>>) -> Result<Pending<S>, Rejection> {
+    // The collect state always holds its pending request until it leaves that state.
+    pending.take().ok_or(Rejection::BodyRead)
+}
+
+/// Opens the collected push and calls the handler with it.
+fn start<S, B>(pending: Pending<S>, buf: &mut BytesMut) -> Result<State<S, B>, Rejection>
+where
+    S: Service<Request<Message>>,
+{
+    let Pending {
+        parts,
+        mut inner,
+        config,
+        query,
+    } = pending;
+    let (message, info, reply_to) = push::open(&config, query, buf)?;
+    let mut request = Request::from_parts(parts, message);
+    request.extensions_mut().insert(info);
+    Ok(State::Call {
+        future: inner.call(request),
+        config,
+        reply_to,
+    })
+}
+
+/// Reads frames into `buf` until the body ends; 413 as soon as it crosses `limit`.
+fn collect<B: Body>(
+    mut body: Pin<&mut B>,
+    buf: &mut BytesMut,
+    limit: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Rejection>> {
+    loop {
+        match ready!(body.as_mut().poll_frame(cx)) {
+            None => return Poll::Ready(Ok(())),
+            Some(Err(_)) => return Poll::Ready(Err(Rejection::BodyRead)),
+            Some(Ok(frame)) => {
+                // Trailers carry nothing for us.
+                let Ok(mut data) = frame.into_data() else {
+                    continue;
+                };
+                if buf.len().saturating_add(data.remaining()) > limit {
+                    return Poll::Ready(Err(Rejection::BodyTooLarge { limit }));
+                }
+                while data.has_remaining() {
+                    let chunk = data.chunk();
+                    buf.extend_from_slice(chunk);
+                    let n = chunk.len();
+                    data.advance(n);
+                }
+            }
+        }
+    }
+}

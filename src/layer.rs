@@ -1,0 +1,179 @@
+//! [`WechatLayer`]: the configuration, validated once, shared by every request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tower::Layer;
+
+use crate::crypto::{EncodingAesKey, KeyRing};
+use crate::service::Wechat;
+
+/// The default body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default timestamp tolerance: 300 s, as Stripe allows for its webhooks.
+pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// A Tower layer that turns an HTTP endpoint into a WeChat push receiver.
+///
+/// It checks the signature of every request, answers the GET handshake itself, collects and
+/// (in safe mode) decrypts the body, decodes it into a [`Message`](crate::Message) and calls
+/// the inner service with an `http::Request<Message>`; the inner service's
+/// [`Reply`](crate::Reply) becomes the answer, encrypted when the push was. See the
+/// [crate documentation](crate) for a full example.
+///
+/// ```
+/// use std::time::Duration;
+/// use wechat_push::{EncodingAesKey, WechatLayer};
+///
+/// let layer = WechatLayer::new("Token123abc")?
+///     .encryption(EncodingAesKey::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")?, "wx1234567890abcdef")
+///     .require_encryption(true)
+///     .body_limit(64 * 1024)
+///     .timestamp_tolerance(Some(Duration::from_secs(120)));
+/// assert!(!format!("{layer:?}").contains("Token123abc"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct WechatLayer {
+    config: Arc<Config>,
+}
+
+/// Returns the current Unix time in seconds.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) token: String,
+    pub(crate) keys: Option<KeyRing>,
+    pub(crate) require_encryption: bool,
+    pub(crate) body_limit: usize,
+    pub(crate) tolerance: Option<Duration>,
+    pub(crate) clock: Clock,
+}
+
+impl Config {
+    pub(crate) fn now(&self) -> u64 {
+        (self.clock)()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("token", &"<redacted>")
+            .field("keys", &self.keys)
+            .field("require_encryption", &self.require_encryption)
+            .field("body_limit", &self.body_limit)
+            .field("tolerance", &self.tolerance)
+            .finish_non_exhaustive()
+    }
+}
+
+fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A configuration the layer refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The token is not 3 to 32 ASCII letters or digits, as the WeChat console requires.
+    Token,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Token => f.write_str("the Token must be 3 to 32 ASCII letters or digits"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl WechatLayer {
+    /// A layer checking signatures with `token` (the Token typed into the WeChat console).
+    ///
+    /// Plaintext pushes only until [`encryption`](Self::encryption) is set. The token must be
+    /// 3 to 32 ASCII letters or digits, as the console requires: a short or empty token would
+    /// make signatures guessable.
+    pub fn new(token: impl Into<String>) -> Result<Self, ConfigError> {
+        let token = token.into();
+        if !(3..=32).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ConfigError::Token);
+        }
+        Ok(Self {
+            config: Arc::new(Config {
+                token,
+                keys: None,
+                require_encryption: false,
+                body_limit: DEFAULT_BODY_LIMIT,
+                tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
+                clock: Arc::new(system_clock),
+            }),
+        })
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        // Shared only once services exist; before that this does not clone.
+        change(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Accepts safe-mode and compatible-mode pushes, decrypted with `key` and checked against
+    /// `app_id`. Plaintext pushes are still accepted unless
+    /// [`require_encryption`](Self::require_encryption) is set.
+    pub fn encryption(self, key: EncodingAesKey, app_id: impl Into<String>) -> Self {
+        self.key_ring(KeyRing::new(key, app_id))
+    }
+
+    /// Like [`encryption`](Self::encryption), with a [`KeyRing`] that may also hold the
+    /// previous key during a key change.
+    pub fn key_ring(self, keys: KeyRing) -> Self {
+        self.with(|c| c.keys = Some(keys))
+    }
+
+    /// Refuses plaintext pushes (401) when `yes`. Set it once the console is in safe mode: the
+    /// plaintext `signature` does not cover the body.
+    pub fn require_encryption(self, yes: bool) -> Self {
+        self.with(|c| c.require_encryption = yes)
+    }
+
+    /// The largest body accepted, in bytes (default 1 MiB). A larger `Content-Length` is
+    /// answered 413 without reading the body; a streamed body is cut off with 413 as soon as
+    /// it crosses the limit.
+    pub fn body_limit(self, bytes: usize) -> Self {
+        self.with(|c| c.body_limit = bytes)
+    }
+
+    /// How far the signed `timestamp` may be from now (default 300 s); `None` turns the check
+    /// off. Requests outside it are answered 401.
+    pub fn timestamp_tolerance(self, tolerance: Option<Duration>) -> Self {
+        self.with(|c| c.tolerance = tolerance)
+    }
+
+    /// Wraps `inner` (the same as [`Layer::layer`], without importing the trait).
+    pub fn layer<S>(&self, inner: S) -> Wechat<S> {
+        Wechat::from_config(inner, self.config.clone())
+    }
+
+    /// Replaces the clock (Unix seconds) used for the timestamp check and for the time written
+    /// into replies. For tests that replay fixed timestamps.
+    pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.with(|c| c.clock = Arc::new(clock))
+    }
+}
+
+impl<S> Layer<S> for WechatLayer {
+    type Service = Wechat<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WechatLayer::layer(self, inner)
+    }
+}

@@ -1,0 +1,224 @@
+//! The checks between HTTP and the protocol core: the query before the body is read, the body
+//! once it is, and the reply on the way out. Plain functions over bytes; the service and its
+//! future only move data between them and HTTP.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::codec::{self, Envelope, Format};
+use crate::crypto::{self, KeyId, KeyRing, RandomError};
+use crate::layer::Config;
+use crate::message::Message;
+use crate::query::{CallbackQuery, EncryptType, QueryError};
+use crate::rejection::Rejection;
+use crate::reply::{self, Reply};
+use crate::signature;
+
+/// What the layer verified about a push. The inner service finds it in the request's
+/// extensions:
+///
+/// ```
+/// use http::Request;
+/// use wechat_push::{Message, PushInfo};
+///
+/// fn sender(req: &Request<Message>) -> Option<&str> {
+///     req.extensions().get::<PushInfo>()?.query().openid()
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PushInfo {
+    query: CallbackQuery,
+    format: Format,
+    key: Option<KeyId>,
+}
+
+impl PushInfo {
+    /// The verified query: `openid`, `timestamp`, `nonce`, signatures.
+    pub fn query(&self) -> &CallbackQuery {
+        &self.query
+    }
+
+    /// The format the push came in (and the reply goes out in).
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether the push was encrypted (safe or compatible mode).
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The key that opened an encrypted push.
+    pub fn key(&self) -> Option<KeyId> {
+        self.key
+    }
+}
+
+/// A request whose query passed every check.
+pub(crate) enum Checked {
+    /// A GET handshake: answer this `echostr`.
+    Handshake(Bytes),
+    /// A POST whose body is still to be read.
+    Push(CallbackQuery),
+}
+
+/// Checks method, signature and freshness: everything that can be decided before reading.
+pub(crate) fn check_request(
+    config: &Config,
+    method: &Method,
+    query: Option<&str>,
+) -> Result<Checked, Rejection> {
+    let is_get = method == Method::GET;
+    if !is_get && method != Method::POST {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    let query = CallbackQuery::parse(query.unwrap_or("")).map_err(|e| match e {
+        QueryError::Missing(p) => Rejection::MissingSignature(p),
+        e => Rejection::Query(e),
+    })?;
+    if !signature::verify(
+        query.signature(),
+        &config.token,
+        query.timestamp(),
+        query.nonce(),
+    ) {
+        return Err(Rejection::BadSignature);
+    }
+    if let Some(tolerance) = config.tolerance {
+        if config.now().abs_diff(query.timestamp_secs()) > tolerance.as_secs() {
+            return Err(Rejection::StaleTimestamp {
+                timestamp: query.timestamp_secs(),
+                tolerance,
+            });
+        }
+    }
+    if is_get {
+        return match query.echostr() {
+            Some(echo) => Ok(Checked::Handshake(Bytes::copy_from_slice(echo.as_bytes()))),
+            None => Err(Rejection::MissingEchostr),
+        };
+    }
+    match query.encrypt_type() {
+        EncryptType::Aes if config.keys.is_none() => Err(Rejection::EncryptionNotConfigured),
+        EncryptType::Plain if config.require_encryption => Err(Rejection::EncryptionRequired),
+        _ => Ok(Checked::Push(query)),
+    }
+}
+
+/// Where a reply goes and how it is sealed.
+#[derive(Debug)]
+pub(crate) struct ReplyTo {
+    /// The push's `FromUserName`.
+    to_user: String,
+    /// The push's `ToUserName`.
+    from_user: String,
+    format: Format,
+    key: Option<KeyId>,
+}
+
+/// Verifies `msg_signature`, decrypts and decodes a collected body.
+pub(crate) fn open(
+    config: &Config,
+    query: CallbackQuery,
+    body: &[u8],
+) -> Result<(Message, PushInfo, ReplyTo), Rejection> {
+    let (format, envelope) = codec::decode_envelope(body).map_err(Rejection::Malformed)?;
+    let (message, key) = match envelope {
+        Envelope::Plain(message) => {
+            if query.encrypt_type() == EncryptType::Aes {
+                return Err(Rejection::MissingEncrypt);
+            }
+            (message, None)
+        }
+        Envelope::Encrypted(encrypt) => {
+            let msg_signature = query
+                .msg_signature()
+                .ok_or(Rejection::MissingMsgSignature)?;
+            if !signature::verify_message(
+                msg_signature,
+                &config.token,
+                query.timestamp(),
+                query.nonce(),
+                &encrypt,
+            ) {
+                return Err(Rejection::BadMsgSignature);
+            }
+            let keys = config
+                .keys
+                .as_ref()
+                .ok_or(Rejection::EncryptionNotConfigured)?;
+            let opened = keys.decrypt(&encrypt).map_err(Rejection::Decrypt)?;
+            let message =
+                codec::decode_message(format, opened.as_bytes()).map_err(Rejection::Malformed)?;
+            (message, Some(opened.key()))
+        }
+    };
+    let reply_to = ReplyTo {
+        to_user: message.from_user().to_owned(),
+        from_user: message.to_user().to_owned(),
+        format,
+        key,
+    };
+    let info = PushInfo { query, format, key };
+    Ok((message, info, reply_to))
+}
+
+/// Answers the handshake with `echostr`, verbatim.
+pub(crate) fn handshake(echostr: Bytes) -> Response<ResponseBody> {
+    text_response(StatusCode::OK, echostr)
+}
+
+/// Turns the handler's reply into the response: the clear document, or the sealed envelope
+/// when the push was encrypted; acknowledgements always in clear.
+pub(crate) fn answer(config: &Config, to: &ReplyTo, reply: &Reply) -> Response<ResponseBody> {
+    if reply.is_ack() {
+        let body = reply.encode(to.format, "", "", 0);
+        return text_response(StatusCode::OK, Bytes::from(body));
+    }
+    let now = config.now();
+    let document = reply.encode(to.format, &to.to_user, &to.from_user, now);
+    let body = match (to.key, &config.keys) {
+        (Some(id), Some(keys)) => match seal(config, keys, id, to.format, &document, now) {
+            Ok(sealed) => sealed,
+            Err(_) => return Rejection::Random.into_response(),
+        },
+        _ => document,
+    };
+    let mut response = Response::new(ResponseBody::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(to.format.content_type()),
+    );
+    response
+}
+
+fn seal(
+    config: &Config,
+    keys: &KeyRing,
+    id: KeyId,
+    format: Format,
+    document: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, RandomError> {
+    let nonce = crypto::random_nonce()?;
+    reply::seal(
+        format,
+        keys.key(id),
+        keys.app_id(),
+        &config.token,
+        document,
+        now,
+        &nonce,
+    )
+}
+
+fn text_response(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,167 @@
+//! Why the layer answered a request itself instead of calling the handler.
+//!
+//! Every failure the layer detects becomes a response, never a service error, so an
+//! `Infallible` handler gives an `Infallible` stack (what axum needs). The response carries a
+//! short `text/plain` reason, and the [`Rejection`] itself in its extensions, so outer layers
+//! (tracing, metrics) can see why:
+//!
+//! ```
+//! # use http::Response;
+//! # use wechat_push::Rejection;
+//! fn why<B>(response: &Response<B>) -> Option<&Rejection> {
+//!     response.extensions().get::<Rejection>()
+//! }
+//! ```
+//!
+//! | status | rejections |
+//! | --- | --- |
+//! | 400 Bad Request | [`Query`](Rejection::Query), [`MissingEchostr`](Rejection::MissingEchostr), [`BodyRead`](Rejection::BodyRead), [`Malformed`](Rejection::Malformed), [`MissingEncrypt`](Rejection::MissingEncrypt), [`EncryptionNotConfigured`](Rejection::EncryptionNotConfigured), [`Decrypt`](Rejection::Decrypt) |
+//! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired) |
+//! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
+//! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
+//! | 500 Internal Server Error | [`Random`](Rejection::Random) |
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::codec::DecodeError;
+use crate::crypto::DecryptError;
+use crate::query::QueryError;
+
+/// A request the layer refused, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Neither GET nor POST.
+    MethodNotAllowed,
+    /// `signature`, `timestamp` or `nonce` is absent (the parameter named).
+    MissingSignature(&'static str),
+    /// The query string is malformed: a repeated, badly encoded or ill-formed parameter.
+    Query(QueryError),
+    /// `signature` does not match.
+    BadSignature,
+    /// The signed `timestamp` is further from now than the configured tolerance.
+    StaleTimestamp {
+        /// The timestamp received, in Unix seconds.
+        timestamp: u64,
+        /// The tolerance in force.
+        tolerance: Duration,
+    },
+    /// A GET without `echostr`.
+    MissingEchostr,
+    /// A plaintext push while encryption is required.
+    EncryptionRequired,
+    /// An encrypted push, but no `EncodingAESKey` is configured.
+    EncryptionNotConfigured,
+    /// `encrypt_type=aes` but the body has no `Encrypt`.
+    MissingEncrypt,
+    /// The body has `Encrypt` but the query has no `msg_signature`.
+    MissingMsgSignature,
+    /// `msg_signature` does not match the `Encrypt` received.
+    BadMsgSignature,
+    /// The body is over the limit (in bytes).
+    BodyTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body could not be read.
+    BodyRead,
+    /// The body (or the decrypted message) is not a well-formed push.
+    Malformed(DecodeError),
+    /// `Encrypt` did not decrypt, or decrypted to another AppID.
+    Decrypt(DecryptError),
+    /// The operating system's random source failed while sealing a reply.
+    Random,
+}
+
+impl Rejection {
+    /// The HTTP status this rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingSignature(_)
+            | Self::BadSignature
+            | Self::StaleTimestamp { .. }
+            | Self::EncryptionRequired
+            | Self::MissingMsgSignature
+            | Self::BadMsgSignature => StatusCode::UNAUTHORIZED,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Query(_)
+            | Self::MissingEchostr
+            | Self::EncryptionNotConfigured
+            | Self::MissingEncrypt
+            | Self::BodyRead
+            | Self::Malformed(_)
+            | Self::Decrypt(_) => StatusCode::BAD_REQUEST,
+            Self::Random => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The response: the status, the reason as `text/plain`, and this rejection in the
+    /// extensions.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(status = self.status().as_u16(), reason = %self, "wechat push rejected");
+        let mut response = Response::new(ResponseBody::new(Bytes::from(self.to_string())));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self == Self::MethodNotAllowed {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MethodNotAllowed => f.write_str("method not allowed: use GET or POST"),
+            Self::MissingSignature(p) => write!(f, "missing {p}: the request is not signed"),
+            Self::Query(e) => write!(f, "bad query: {e}"),
+            Self::BadSignature => f.write_str("bad signature"),
+            Self::StaleTimestamp {
+                timestamp,
+                tolerance,
+            } => write!(
+                f,
+                "stale timestamp {timestamp}: more than {} s from now",
+                tolerance.as_secs()
+            ),
+            Self::MissingEchostr => f.write_str("missing echostr"),
+            Self::EncryptionRequired => {
+                f.write_str("plaintext push refused: this endpoint requires safe mode")
+            }
+            Self::EncryptionNotConfigured => {
+                f.write_str("encrypted push, but no EncodingAESKey is configured")
+            }
+            Self::MissingEncrypt => f.write_str("encrypt_type=aes but the body has no Encrypt"),
+            Self::MissingMsgSignature => f.write_str("missing msg_signature for Encrypt"),
+            Self::BadMsgSignature => f.write_str("bad msg_signature"),
+            Self::BodyTooLarge { limit } => write!(f, "body larger than {limit} bytes"),
+            Self::BodyRead => f.write_str("could not read the body"),
+            Self::Malformed(e) => write!(f, "malformed push: {e}"),
+            Self::Decrypt(e) => write!(f, "cannot decrypt: {e}"),
+            Self::Random => f.write_str("could not seal the reply"),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Query(e) => Some(e),
+            Self::Malformed(e) => Some(e),
+            Self::Decrypt(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! [`Wechat`]: the service the layer wraps around the handler.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{header, Request};
+use http_body::Body;
+use tower::Service;
+
+use crate::body::ResponseBody;
+use crate::future::ResponseFuture;
+use crate::layer::{Config, WechatLayer};
+use crate::message::Message;
+use crate::push::{self, Checked};
+use crate::rejection::Rejection;
+use crate::reply::Reply;
+
+/// A WeChat push endpoint around the handler `S`. Made by [`WechatLayer`].
+///
+/// Requests that fail a check are answered here, without calling `S`; the others reach `S` as
+/// `http::Request<Message>`, with the original method, URI, headers and extensions, plus a
+/// [`PushInfo`](crate::PushInfo) extension.
+#[derive(Clone, Debug)]
+pub struct Wechat<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Wechat<S> {
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Same as [`WechatLayer::new`].
+    pub fn layer(token: impl Into<String>) -> Result<WechatLayer, crate::layer::ConfigError> {
+        WechatLayer::new(token)
+    }
+}
+
+impl<S, B> Service<Request<B>> for Wechat<S>
+where
+    S: Service<Request<Message>> + Clone,
+    S::Response: Into<Reply>,
+    B: Body,
+{
+    type Response = http::Response<ResponseBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let config = &self.config;
+        let query = match push::check_request(config, req.method(), req.uri().query()) {
+            Ok(Checked::Push(query)) => query,
+            Ok(Checked::Handshake(echostr)) => {
+                return ResponseFuture::ready(push::handshake(echostr))
+            }
+            Err(rejection) => return ResponseFuture::ready(rejection.into_response()),
+        };
+        let limit = config.body_limit;
+        if declared_length(&req).is_some_and(|len| len > limit as u64) {
+            return ResponseFuture::ready(Rejection::BodyTooLarge { limit }.into_response());
+        }
+        // The instance polled ready goes into the future; a clone stays for the next call
+        // (tower's "be careful when cloning inner services").
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        ResponseFuture::collect(body, parts, inner, self.config.clone(), query)
+    }
+}
+
+/// The body length announced by `Content-Length` or by the body itself.
+fn declared_length<B: Body>(req: &Request<B>) -> Option<u64> {
+    let header = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let hint = req.body().size_hint().lower();
+    Some(header.unwrap_or(0).max(hint))
+}

@@ -1,0 +1,113 @@
+//! Shared by the integration tests: the vectors, signed requests, and handlers.
+#![allow(unreachable_pub)]
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use wechat_push::message::Kind;
+use wechat_push::{signature, EncodingAesKey, Message, Reply, WechatLayer};
+
+pub fn vectors() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} missing"))
+}
+
+/// The first encrypt case: token, key, appid and a fixed timestamp.
+pub struct Case {
+    pub v: Value,
+}
+
+impl Case {
+    pub fn new(index: usize) -> Self {
+        Self {
+            v: vectors()["encrypt_cases"][index].clone(),
+        }
+    }
+    pub fn token(&self) -> &str {
+        s(&self.v, "token")
+    }
+    pub fn key(&self) -> EncodingAesKey {
+        EncodingAesKey::new(s(&self.v, "encoding_aes_key")).unwrap()
+    }
+    pub fn appid(&self) -> &str {
+        s(&self.v, "appid")
+    }
+    pub fn timestamp(&self) -> u64 {
+        s(&self.v, "timestamp").parse().unwrap()
+    }
+    pub fn nonce(&self) -> &str {
+        s(&self.v, "nonce")
+    }
+    /// A layer for this case, with its key and a clock stopped at its timestamp.
+    pub fn layer(&self) -> WechatLayer {
+        let now = self.timestamp();
+        WechatLayer::new(self.token())
+            .unwrap()
+            .encryption(self.key(), self.appid())
+            .clock(move || now)
+    }
+    pub fn format(&self, format: &str) -> &Value {
+        &self.v[format]
+    }
+    /// The plaintext query: `signature`, `timestamp`, `nonce`.
+    pub fn plain_query(&self) -> String {
+        plain_query(self.token(), &self.timestamp().to_string(), self.nonce())
+    }
+}
+
+pub fn plain_query(token: &str, timestamp: &str, nonce: &str) -> String {
+    let sig = signature::sign(token, timestamp, nonce);
+    format!("signature={sig}&timestamp={timestamp}&nonce={nonce}")
+}
+
+pub fn request(method: Method, query: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(format!("/wechat?{query}"))
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+pub async fn body_string<B>(body: B) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// A handler that must never run: proves that a request was answered by the layer.
+pub async fn must_not_be_called(_: Request<Message>) -> Result<Reply, Infallible> {
+    panic!("the handler must not be called for this request")
+}
+
+/// Echoes text back as a passive reply, `success` for everything else.
+pub async fn echo(req: Request<Message>) -> Result<Reply, Infallible> {
+    Ok(match req.body().kind() {
+        Kind::Text { content } => Reply::text(content.clone()),
+        _ => Reply::Success,
+    })
+}
+
+/// Counts calls.
+#[derive(Clone, Default)]
+pub struct Counter(pub Arc<AtomicUsize>);
+
+impl Counter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn hit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
