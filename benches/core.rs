@@ -80,7 +80,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("encode + seal text reply xml", |b| {
         b.iter(|| {
             let doc = black_box(&text).encode(Format::Xml, "oUser", "gh_x", 1714200000);
-            reply::seal(Format::Xml, &key, APPID, TOKEN, &doc, 1714200000, NONCE).unwrap()
+            reply::seal(Format::Xml, &key, APPID, TOKEN, &doc, 1714200000).unwrap()
         })
     });
 }

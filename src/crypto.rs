@@ -312,11 +312,11 @@ impl std::error::Error for DecryptError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RandomError(());
 
-/// A fresh random nonce for a sealed reply: ten decimal digits, the shape of WeChat's own.
-pub fn random_nonce() -> Result<String, RandomError> {
-    let mut bytes = [0u8; 8];
+/// `N` bytes from the operating system's random source, in one call.
+pub(crate) fn os_random<const N: usize>() -> Result<[u8; N], RandomError> {
+    let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|_| RandomError(()))?;
-    Ok((u64::from_le_bytes(bytes) % 10_000_000_000).to_string())
+    Ok(bytes)
 }
 
 impl fmt::Display for RandomError {
@@ -341,9 +341,7 @@ pub fn decrypt(
 
 /// Encrypts `msg` for `app_id` under a fresh random 16-byte prefix and returns `Encrypt`.
 pub fn encrypt(key: &EncodingAesKey, msg: &[u8], app_id: &str) -> Result<String, RandomError> {
-    let mut prefix = [0u8; 16];
-    getrandom::fill(&mut prefix).map_err(|_| RandomError(()))?;
-    Ok(encrypt_with_prefix(key, prefix, msg, app_id))
+    Ok(encrypt_with_prefix(key, os_random()?, msg, app_id))
 }
 
 /// Encrypts with a caller-chosen prefix: deterministic, for test vectors.

@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 
 use crate::body::ResponseBody;
 use crate::codec::{self, Envelope, Format};
-use crate::crypto::{self, KeyId, KeyRing, RandomError};
+use crate::crypto::{KeyId, KeyRing, RandomError};
 use crate::layer::Config;
 use crate::message::Message;
 use crate::query::{CallbackQuery, EncryptType, QueryError};
@@ -201,7 +201,6 @@ fn seal(
     document: &[u8],
     now: u64,
 ) -> Result<Vec<u8>, RandomError> {
-    let nonce = crypto::random_nonce()?;
     reply::seal(
         format,
         keys.key(id),
@@ -209,7 +208,6 @@ fn seal(
         &config.token,
         document,
         now,
-        &nonce,
     )
 }
 

@@ -223,11 +223,10 @@ fn media(w: &mut Writer, element: &str, media_id: &str) {
 
 /// Seals a clear reply document for an encrypted push: encrypts it under a fresh random prefix,
 /// signs it, and wraps it in the `Encrypt` / `MsgSignature` / `TimeStamp` / `Nonce` envelope
-/// (PROTOCOL.md §4.5).
+/// (PROTOCOL.md §4.5), with a fresh random ten-digit `Nonce`.
 ///
-/// `timestamp` is the reply's time in Unix seconds; `nonce` any string (a fresh random one is
-/// best).
-#[allow(clippy::too_many_arguments)]
+/// `timestamp` is the reply's time in Unix seconds. The prefix and the nonce come from one call
+/// to the operating system's random source.
 pub fn seal(
     format: Format,
     key: &EncodingAesKey,
@@ -235,9 +234,15 @@ pub fn seal(
     token: &str,
     document: &[u8],
     timestamp: u64,
-    nonce: &str,
 ) -> Result<Vec<u8>, RandomError> {
-    let encrypt = crypto::encrypt(key, document, app_id)?;
+    let random: [u8; 24] = crypto::os_random()?;
+    let (prefix, nonce) = random.split_at(16);
+    let prefix: [u8; 16] = prefix.try_into().unwrap_or_default();
+    let nonce: [u8; 8] = nonce.try_into().unwrap_or_default();
+    // Ten decimal digits, the shape of WeChat's own nonces.
+    let mut digits = itoa_buf();
+    let nonce = fmt_u64(&mut digits, u64::from_le_bytes(nonce) % 10_000_000_000);
+    let encrypt = crypto::encrypt_with_prefix(key, prefix, document, app_id);
     Ok(envelope(format, token, &encrypt, timestamp, nonce))
 }
 
