@@ -18,7 +18,9 @@ use crate::message::Message;
 use crate::push::{self, ReplyTo};
 use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
+use crate::replay::{self, Seen};
 use crate::reply::Reply;
+use crate::store::{BoxFuture, StoreError};
 
 pin_project! {
     /// The response future of [`Wechat`](crate::Wechat).
@@ -44,6 +46,11 @@ pin_project! {
             buf: BytesMut,
             pending: Option<Pending<S>>,
         },
+        /// The replay guard is looking the query up.
+        Replay {
+            check: BoxFuture<'static, Result<Seen, StoreError>>,
+            opened: Option<Opened<S>>,
+        },
         /// The handler is working on the message.
         Call {
             #[pin]
@@ -64,6 +71,30 @@ struct Pending<S> {
     inner: S,
     config: Arc<Config>,
     query: CallbackQuery,
+}
+
+/// A verified, decoded push waiting for the handler.
+struct Opened<S> {
+    request: Request<Message>,
+    inner: S,
+    config: Arc<Config>,
+    reply_to: ReplyTo,
+}
+
+impl<S: Service<Request<Message>>> Opened<S> {
+    fn call<B>(self) -> State<S, B> {
+        let Opened {
+            request,
+            mut inner,
+            config,
+            reply_to,
+        } = self;
+        State::Call {
+            future: inner.call(request),
+            config,
+            reply_to,
+        }
+    }
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -125,11 +156,16 @@ where
                         Ok(()) => take(pending).and_then(|p| start(p, buf)),
                         Err(rejection) => Err(rejection),
                     };
-                    let next = match next {
-                        Ok(call) => call,
-                        Err(rejection) => State::Ready {
-                            response: Some(rejection.into_response()),
-                        },
+                    let next = next.unwrap_or_else(rejected);
+                    this.state.set(next);
+                }
+                StateProj::Replay { check, opened } => {
+                    let seen = ready!(check.as_mut().poll(cx));
+                    let next = match (seen, opened.take()) {
+                        (Ok(Seen::First | Seen::SameBody), Some(opened)) => opened.call(),
+                        (Ok(Seen::OtherBody), _) => rejected(Rejection::ReplayedSignature),
+                        (Err(_), _) => rejected(Rejection::Store),
+                        (Ok(_), None) => panic!("future polled after completion"),
                     };
                     this.state.set(next);
                 }
@@ -156,24 +192,46 @@ fn take<S>(pending: &mut Option<Pending<S>>) -> Result<Pending<S>, Rejection> {
     pending.take().ok_or(Rejection::BodyRead)
 }
 
-/// Opens the collected push and calls the handler with it.
+fn rejected<S, B>(rejection: Rejection) -> State<S, B>
+where
+    S: Service<Request<Message>>,
+{
+    State::Ready {
+        response: Some(rejection.into_response()),
+    }
+}
+
+/// Opens the collected push, then asks the replay guard (when configured) or calls the
+/// handler.
 fn start<S, B>(pending: Pending<S>, buf: &mut BytesMut) -> Result<State<S, B>, Rejection>
 where
     S: Service<Request<Message>>,
 {
     let Pending {
         parts,
-        mut inner,
+        inner,
         config,
         query,
     } = pending;
+    let check = config
+        .replay
+        .as_ref()
+        .map(|store| replay::check(store.clone(), &config, &query, buf));
     let (message, info, reply_to) = push::open(&config, query, buf)?;
     let mut request = Request::from_parts(parts, message);
     request.extensions_mut().insert(info);
-    Ok(State::Call {
-        future: inner.call(request),
+    let opened = Opened {
+        request,
+        inner,
         config,
         reply_to,
+    };
+    Ok(match check {
+        Some(check) => State::Replay {
+            check,
+            opened: Some(opened),
+        },
+        None => opened.call(),
     })
 }
 

@@ -4,9 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tower::layer::util::Identity;
 use tower::Layer;
 
 use crate::crypto::{EncodingAesKey, KeyRing};
+#[cfg(feature = "tokio")]
+use crate::deadline::AckDeadlineLayer;
+#[cfg(feature = "tokio")]
+use crate::dedupe::{DedupeLayer, DedupeStore};
+use crate::replay::ReplayStore;
 use crate::service::Wechat;
 
 /// The default body limit: 1 MiB.
@@ -35,10 +41,16 @@ pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
 /// assert!(!format!("{layer:?}").contains("Token123abc"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// The retry options ([`dedupe`](Self::dedupe), [`ack_deadline`](Self::ack_deadline)) wrap the
+/// handler in their own services; the type parameters record which are on. Dedupe always
+/// runs outside the deadline, whatever the order of the calls.
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct WechatLayer {
+pub struct WechatLayer<D = Identity, T = Identity> {
     config: Arc<Config>,
+    dedupe: D,
+    deadline: T,
 }
 
 /// Returns the current Unix time in seconds.
@@ -52,6 +64,7 @@ pub(crate) struct Config {
     pub(crate) body_limit: usize,
     pub(crate) tolerance: Option<Duration>,
     pub(crate) clock: Clock,
+    pub(crate) replay: Option<Arc<dyn ReplayStore>>,
 }
 
 impl Config {
@@ -68,6 +81,7 @@ impl fmt::Debug for Config {
             .field("require_encryption", &self.require_encryption)
             .field("body_limit", &self.body_limit)
             .field("tolerance", &self.tolerance)
+            .field("replay_guard", &self.replay.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -116,10 +130,15 @@ impl WechatLayer {
                 body_limit: DEFAULT_BODY_LIMIT,
                 tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
                 clock: Arc::new(system_clock),
+                replay: None,
             }),
+            dedupe: Identity::new(),
+            deadline: Identity::new(),
         })
     }
+}
 
+impl<D, T> WechatLayer<D, T> {
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
         // Shared only once services exist; before that this does not clone.
         change(Arc::make_mut(&mut self.config));
@@ -159,8 +178,21 @@ impl WechatLayer {
     }
 
     /// Wraps `inner` (the same as [`Layer::layer`], without importing the trait).
-    pub fn layer<S>(&self, inner: S) -> Wechat<S> {
+    pub fn layer<S>(&self, inner: S) -> Wechat<D::Service>
+    where
+        T: Layer<S>,
+        D: Layer<T::Service>,
+    {
+        let inner = self.dedupe.layer(self.deadline.layer(inner));
         Wechat::from_config(inner, self.config.clone())
+    }
+
+    /// Refuses a verified query that comes back with another body (401 `replayed
+    /// signature`), remembering each query in `store` for the timestamp tolerance (300 s when
+    /// the tolerance is off). See [`replay`](crate::replay).
+    pub fn replay_guard(self, store: impl ReplayStore) -> Self {
+        let store: Arc<dyn ReplayStore> = Arc::new(store);
+        self.with(|c| c.replay = Some(store))
     }
 
     /// Replaces the clock (Unix seconds) used for the timestamp check and for the time written
@@ -170,8 +202,46 @@ impl WechatLayer {
     }
 }
 
-impl<S> Layer<S> for WechatLayer {
-    type Service = Wechat<S>;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl<T> WechatLayer<Identity, T> {
+    /// Handles each push once however often WeChat delivers it, recording replies in `store`
+    /// for five minutes. See [`dedupe`](crate::dedupe).
+    pub fn dedupe(self, store: impl DedupeStore) -> WechatLayer<DedupeLayer, T> {
+        self.dedupe_with(DedupeLayer::new(store))
+    }
+
+    /// Like [`dedupe`](Self::dedupe), with a configured [`DedupeLayer`] (expiry, lease).
+    pub fn dedupe_with(self, dedupe: DedupeLayer) -> WechatLayer<DedupeLayer, T> {
+        WechatLayer {
+            config: self.config,
+            dedupe,
+            deadline: self.deadline,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl<D> WechatLayer<D, Identity> {
+    /// Answers `success` when the handler has not answered within `deadline` (4 s is a good
+    /// value; WeChat gives up at 5 s), letting it finish in the background. Needs a Tokio
+    /// runtime. See [`deadline`](crate::deadline).
+    pub fn ack_deadline(self, deadline: Duration) -> WechatLayer<D, AckDeadlineLayer> {
+        WechatLayer {
+            config: self.config,
+            dedupe: self.dedupe,
+            deadline: AckDeadlineLayer::new(deadline),
+        }
+    }
+}
+
+impl<S, D, T> Layer<S> for WechatLayer<D, T>
+where
+    T: Layer<S>,
+    D: Layer<T::Service>,
+{
+    type Service = Wechat<D::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
         WechatLayer::layer(self, inner)

@@ -7,15 +7,23 @@ mod body;
 pub mod client;
 pub mod codec;
 pub mod crypto;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod deadline;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod dedupe;
 mod future;
 mod layer;
 pub mod message;
 mod push;
 pub mod query;
 mod rejection;
+pub mod replay;
 pub mod reply;
 mod service;
 pub mod signature;
+pub mod store;
 
 pub use body::ResponseBody;
 pub use codec::Format;

@@ -16,10 +16,11 @@
 //! | status | rejections |
 //! | --- | --- |
 //! | 400 Bad Request | [`Query`](Rejection::Query), [`MissingEchostr`](Rejection::MissingEchostr), [`BodyRead`](Rejection::BodyRead), [`Malformed`](Rejection::Malformed), [`MissingEncrypt`](Rejection::MissingEncrypt), [`EncryptionNotConfigured`](Rejection::EncryptionNotConfigured), [`Decrypt`](Rejection::Decrypt) |
-//! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired) |
+//! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired), [`ReplayedSignature`](Rejection::ReplayedSignature) |
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
 //! | 500 Internal Server Error | [`Random`](Rejection::Random) |
+//! | 503 Service Unavailable | [`Store`](Rejection::Store) |
 
 use std::fmt;
 use std::time::Duration;
@@ -74,6 +75,11 @@ pub enum Rejection {
     Malformed(DecodeError),
     /// `Encrypt` did not decrypt, or decrypted to another AppID.
     Decrypt(DecryptError),
+    /// The query was seen before with another body: a replay (see
+    /// [`replay_guard`](crate::WechatLayer::replay_guard)).
+    ReplayedSignature,
+    /// The replay guard's store failed.
+    Store,
     /// The operating system's random source failed while sealing a reply.
     Random,
 }
@@ -88,7 +94,9 @@ impl Rejection {
             | Self::StaleTimestamp { .. }
             | Self::EncryptionRequired
             | Self::MissingMsgSignature
-            | Self::BadMsgSignature => StatusCode::UNAUTHORIZED,
+            | Self::BadMsgSignature
+            | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
+            Self::Store => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Query(_)
             | Self::MissingEchostr
@@ -150,6 +158,8 @@ impl fmt::Display for Rejection {
             Self::BodyRead => f.write_str("could not read the body"),
             Self::Malformed(e) => write!(f, "malformed push: {e}"),
             Self::Decrypt(e) => write!(f, "cannot decrypt: {e}"),
+            Self::ReplayedSignature => f.write_str("replayed signature"),
+            Self::Store => f.write_str("replay store unavailable"),
             Self::Random => f.write_str("could not seal the reply"),
         }
     }

@@ -5,8 +5,7 @@ use std::fmt;
 
 use http::StatusCode;
 
-/// A type-erased error, as tower and hyper use it.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
+pub use crate::store::BoxError;
 
 /// Everything that can go wrong with a call through [`Client`](super::Client).
 #[derive(Debug)]
@@ -242,28 +241,7 @@ impl ApiErrorKind {
     }
 }
 
-/// An error of a [`TokenStore`](super::TokenStore) (for example a lost Redis connection).
-#[derive(Debug)]
-pub struct StoreError(BoxError);
-
-impl StoreError {
-    /// Wraps the store's own error.
-    pub fn new(error: impl Into<BoxError>) -> Self {
-        StoreError(error.into())
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "token store error: {}", self.0)
-    }
-}
-
-impl StdError for StoreError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.0)
-    }
-}
+pub use crate::store::StoreError;
 
 /// The client could not be built.
 #[derive(Debug)]

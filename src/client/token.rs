@@ -2,16 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::error::StoreError;
 
-/// A boxed, `Send` future, as [`TokenStore`] methods return them (so the trait can be used
-/// as `Arc<dyn TokenStore>`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::store::BoxFuture;
 
 /// An access token and the instant after which the client no longer uses it.
 ///
