@@ -14,6 +14,9 @@
 //! logged to stderr; the push has already been answered `success` (WeChat would otherwise
 //! deliver it again).
 //!
+//! It runs the way the README recommends for production: dedupe on (an in-memory store), so
+//! WeChat's retries of a push cause one send in all, and an acknowledgement deadline of 4 s.
+//!
 //! Served with axum on `BIND` (default `127.0.0.1:3000`) at `/wechat`; SIGINT or SIGTERM stops
 //! accepting, lets in-flight requests and pending sends finish (sends for at most 10 s) and
 //! exits 0.
@@ -38,8 +41,16 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::service_fn;
 use wechat_push::client::{Client, CustomMessage, DEFAULT_BASE_URL};
+use wechat_push::deadline::AckDeadlineLayer;
+use wechat_push::dedupe::{DedupeLayer, MemoryDedupeStore};
 use wechat_push::message::{Event, Kind};
 use wechat_push::{ConfigError, EncodingAesKey, Message, Reply, WechatLayer};
+
+/// The layer with dedupe and the acknowledgement deadline on.
+pub(crate) type ProductionLayer = WechatLayer<DedupeLayer, AckDeadlineLayer>;
+
+/// Answer WeChat within this, whatever the handler does (WeChat gives up at 5 s).
+pub(crate) const ACK_DEADLINE: Duration = Duration::from_secs(4);
 
 /// The text sent when a user opens the customer-service conversation.
 pub(crate) const WELCOME: &str = "你好,欢迎来到这里";
@@ -53,7 +64,7 @@ pub(crate) struct Config {
     /// `BIND`.
     pub(crate) bind: SocketAddr,
     /// The WeChat layer (`WECHAT_TOKEN`, `WECHAT_APPID`, `WECHAT_ENCODING_AES_KEY`).
-    pub(crate) layer: WechatLayer,
+    pub(crate) layer: ProductionLayer,
     /// The customer-service client (`WECHAT_APPID`, `WECHAT_APP_SECRET`, `WECHAT_API_BASE`).
     pub(crate) client: Client,
 }
@@ -89,17 +100,21 @@ pub(crate) fn configure(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
 }
 
 /// The WeChat layer as this example runs it: signatures, the default timestamp tolerance and
-/// body limit, and safe mode when a key is configured (plaintext pushes are still accepted).
+/// body limit, safe mode when a key is configured (plaintext pushes are still accepted), dedupe
+/// in memory and a 4 s acknowledgement deadline.
 pub(crate) fn wechat_layer(
     token: String,
     key: Option<EncodingAesKey>,
     app_id: &str,
-) -> Result<WechatLayer, ConfigError> {
+) -> Result<ProductionLayer, ConfigError> {
     let layer = WechatLayer::new(token)?;
-    Ok(match key {
+    let layer = match key {
         Some(key) => layer.encryption(key, app_id),
         None => layer,
-    })
+    };
+    Ok(layer
+        .dedupe(MemoryDedupeStore::default())
+        .ack_deadline(ACK_DEADLINE))
 }
 
 /// What the example sends back for a push, if anything.
@@ -144,7 +159,7 @@ impl Responder {
 }
 
 /// The router: the WeChat endpoint at `/wechat`, 404 everywhere else.
-fn router(layer: &WechatLayer, responder: Responder) -> Router {
+fn router(layer: &ProductionLayer, responder: Responder) -> Router {
     let handler = service_fn(move |req: Request<Message>| {
         responder.respond(req.body());
         // Acknowledge at once: the answer goes through the customer-service API.

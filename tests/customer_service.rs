@@ -353,6 +353,36 @@ async fn text_pushes_plaintext_and_safe_mode_are_echoed_through_custom_send() {
 }
 
 #[tokio::test]
+async fn retries_of_one_push_cause_one_send() {
+    let mock = Mock::ok().await;
+    let server = Server::start(&mock.base()).await;
+    // The same push delivered three times, each with a fresh query (WeChat may re-sign).
+    let push = xml_push(
+        "text",
+        "<Content><![CDATA[only once]]></Content><MsgId>77</MsgId>",
+    );
+    for _ in 0..3 {
+        assert_eq!(server.push_plain(&push).await, success());
+    }
+    // Two deliveries of another push at the same time.
+    let other = xml_push(
+        "text",
+        "<Content><![CDATA[at once]]></Content><MsgId>78</MsgId>",
+    );
+    let (a, b) = tokio::join!(server.push_plain(&other), server.push_plain(&other));
+    assert_eq!((a, b), (success(), success()));
+    let sends = mock.wait_for(SEND_PATH, 2).await;
+    server.stop().await;
+    assert_eq!(mock.requests(SEND_PATH).len(), 2, "{sends:#?}");
+    let bodies: Vec<_> = mock
+        .requests(SEND_PATH)
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert!(bodies.contains(&text_send("only once")) && bodies.contains(&text_send("at once")));
+}
+
+#[tokio::test]
 async fn image_push_sends_the_image_back() {
     let mock = Mock::ok().await;
     let server = Server::start(&mock.base()).await;
@@ -560,7 +590,14 @@ async fn stopping_waits_for_pending_sends() {
     let mock = Mock::ok_after(Duration::from_millis(300)).await;
     let server = Server::start(&mock.base()).await;
     for n in 0..5 {
-        let push = xml_push("text", &format!("<Content><![CDATA[{n}]]></Content>"));
+        // Distinct MsgIds: with dedupe on, pushes without one are keyed by sender and time.
+        let push = xml_push(
+            "text",
+            &format!(
+                "<Content><![CDATA[{n}]]></Content><MsgId>{}</MsgId>",
+                100 + n
+            ),
+        );
         assert_eq!(server.push_plain(&push).await, success());
     }
     // No polling: stopping (like SIGTERM) must let the pending sends finish.
