@@ -720,6 +720,16 @@ impl Conn {
         })
     }
 
+    /// Reads what the server sent next into `buf` (no zeroing: straight into spare capacity).
+    async fn fill(&mut self) -> Result<(), String> {
+        self.buf.reserve(8 * 1024);
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => Err("connection closed before the end of the answer".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+
     /// Sends one request and reads its answer; returns the head and the whole response's length
     /// in `buf`.
     async fn exchange(&mut self, request: &[u8]) -> Result<(Head, usize), String> {
@@ -728,32 +738,15 @@ impl Conn {
             .write_all(request)
             .await
             .map_err(|e| format!("write: {e}"))?;
-        let mut chunk = [0u8; 16 * 1024];
         let head = loop {
             if let Some(head) = parse_head(&self.buf)? {
                 break head;
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("connection closed before the answer".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.fill().await?;
         };
         let total = head.end + head.length;
         while self.buf.len() < total {
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read body: {e}"))?;
-            if n == 0 {
-                return Err("connection closed inside the body".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.fill().await?;
         }
         if self.buf.len() > total {
             return Err("bytes after the answer".into());
@@ -798,10 +791,11 @@ impl Stats {
         }
     }
 
-    fn unexpected(&mut self, what: String) {
+    /// Counts an unexpected answer; `what` is only formatted for the first few.
+    fn unexpected(&mut self, what: impl FnOnce() -> String) {
         self.unexpected += 1;
         if self.samples.len() < 10 {
-            self.samples.push(what);
+            self.samples.push(what());
         }
     }
 }
@@ -844,7 +838,7 @@ async fn worker(shared: Arc<Shared>) -> Stats {
             match Conn::open(o.addr).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    stats.unexpected(format!("connect to {}: {e}", o.addr));
+                    stats.unexpected(|| format!("connect to {}: {e}", o.addr));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -863,7 +857,7 @@ async fn worker(shared: Arc<Shared>) -> Stats {
         }
         match result {
             Err(e) => {
-                stats.unexpected(format!("{:?}: {e}", entry.kind));
+                stats.unexpected(|| format!("{:?}: {e}", entry.kind));
                 conn = None;
                 stats.reconnects += 1;
             }
@@ -880,7 +874,7 @@ async fn worker(shared: Arc<Shared>) -> Stats {
                     body: &c.buf[head.end..total],
                 };
                 if let Err(e) = check(o, &shared.key, &entry.expect, &answer) {
-                    stats.unexpected(format!("{:?}: {e}", entry.kind));
+                    stats.unexpected(|| format!("{:?}: {e}", entry.kind));
                 }
                 if head.close {
                     conn = None;
@@ -972,6 +966,15 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU time of `pid` (or `self`), in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn mib(kib: u64) -> String {
@@ -1118,6 +1121,8 @@ fn run(mut o: Options) -> Result<bool, String> {
         })
     };
 
+    let server_pid = server.as_ref().map(|s| s.pid.to_string());
+    let cpu_before = (cpu_ticks("self"), server_pid.as_deref().and_then(cpu_ticks));
     let load_started = Instant::now();
     let stats = runtime.block_on(async {
         let tasks: Vec<_> = (0..shared.o.connections)
@@ -1127,12 +1132,13 @@ fn run(mut o: Options) -> Result<bool, String> {
         for t in tasks {
             match t.await {
                 Ok(s) => total.merge(s),
-                Err(e) => total.unexpected(format!("worker failed: {e}")),
+                Err(e) => total.unexpected(|| format!("worker failed: {e}")),
             }
         }
         total
     });
     let elapsed = load_started.elapsed();
+    let cpu_after = (cpu_ticks("self"), server_pid.as_deref().and_then(cpu_ticks));
     shared.stop.store(true, Ordering::Relaxed);
     let generations = refresher.join().unwrap_or(0);
 
@@ -1197,6 +1203,18 @@ fn run(mut o: Options) -> Result<bool, String> {
     for s in &stats.samples {
         println!("    e.g. {s}");
     }
+    let busy = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(b), Some(a)) => format!("{:.0} %", (a - b) as f64 / elapsed.as_secs_f64()),
+        _ => "?".to_owned(),
+    };
+    print!(
+        "  CPU busy during the load (100 % = one core): loadgen {}",
+        busy(cpu_before.0, cpu_after.0)
+    );
+    if o.spawn.is_some() {
+        print!(", server {}", busy(cpu_before.1, cpu_after.1));
+    }
+    println!();
     if o.spawn.is_some() {
         let samples = rss.lock().map(|v| v.clone()).unwrap_or_default();
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
