@@ -28,6 +28,7 @@
 //! | `--sample SECS` | `10` | RSS sampling period with `--spawn` |
 //! | `--token T`, `--appid A`, `--aes-key K` | `WECHAT_TOKEN`, `WECHAT_APPID`, `WECHAT_ENCODING_AES_KEY`, else the README's example values | what the requests are signed and encrypted with (and, with `--spawn`, what the server gets) |
 //! | `--plain-only` | | no encrypted requests (for a server without `WECHAT_ENCODING_AES_KEY`) |
+//! | `--no-check` | | count answers by status without checking them: for measuring, with the same client, a server that checks nothing (such as `shared/bench/floor`, which answers `success` to everything) |
 //! | `--path P` | `/wechat` | the callback path |
 //!
 //! # The mix, and what is checked
@@ -91,13 +92,14 @@ struct Options {
     appid: String,
     aes_key: String,
     plain_only: bool,
+    no_check: bool,
     path: String,
 }
 
 fn usage() -> &'static str {
     "usage: loadgen [--addr HOST:PORT | --spawn PATH [--server-cpus LIST]] [--requests N | --duration SECS]\n\
      \x20              [--connections C] [--threads T] [--pool N] [--refresh SECS] [--sample SECS]\n\
-     \x20              [--token T] [--appid A] [--aes-key K] [--plain-only] [--path P]\n\
+     \x20              [--token T] [--appid A] [--aes-key K] [--plain-only] [--no-check] [--path P]\n\
      (see the top of examples/loadgen.rs)"
 }
 
@@ -123,12 +125,14 @@ fn parse_options() -> Result<Options, String> {
         appid: env("WECHAT_APPID", DEFAULT_APPID),
         aes_key: env("WECHAT_ENCODING_AES_KEY", DEFAULT_KEY),
         plain_only: false,
+        no_check: false,
         path: "/wechat".to_owned(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        if flag == "--plain-only" {
-            o.plain_only = true;
+        if flag == "--plain-only" || flag == "--no-check" {
+            o.plain_only |= flag == "--plain-only";
+            o.no_check |= flag == "--no-check";
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -873,7 +877,9 @@ async fn worker(shared: Arc<Shared>) -> Stats {
                         .and_then(|(a, b)| std::str::from_utf8(&c.buf[a..b]).ok()),
                     body: &c.buf[head.end..total],
                 };
-                if let Err(e) = check(o, &shared.key, &entry.expect, &answer) {
+                if o.no_check {
+                    // Counted by status only.
+                } else if let Err(e) = check(o, &shared.key, &entry.expect, &answer) {
                     stats.unexpected(|| format!("{:?}: {e}", entry.kind));
                 }
                 if head.close {
@@ -1197,8 +1203,15 @@ fn run(mut o: Options) -> Result<bool, String> {
         percentile(&lat, 1.0)
     );
     println!(
-        "  unexpected answers: {}; 5xx: {}; reconnects: {}",
-        stats.unexpected, stats.server_errors, stats.reconnects
+        "  unexpected answers: {}{}; 5xx: {}; reconnects: {}",
+        stats.unexpected,
+        if o.no_check {
+            " (answers not checked: --no-check)"
+        } else {
+            ""
+        },
+        stats.server_errors,
+        stats.reconnects
     );
     for s in &stats.samples {
         println!("    e.g. {s}");
@@ -1220,9 +1233,11 @@ fn run(mut o: Options) -> Result<bool, String> {
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
             let max = samples.iter().map(|s| s.1).max().unwrap_or(0);
             println!(
-                "  server RSS: start {}, end {}, max {}",
+                "  server RSS: start {} ({} KiB), end {} ({} KiB), max {} ({max} KiB)",
                 mib(first.1),
+                first.1,
                 mib(last.1),
+                last.1,
                 mib(max)
             );
             let series: Vec<String> = samples
