@@ -235,15 +235,15 @@ impl<'a> Lexer<'a> {
             .ok_or_else(|| self.error("bad UTF-8 boundary"))
     }
 
-    /// Offset (from `pos`) of the first occurrence of `pat`.
+    /// Offset (from `pos`) of the first occurrence of `pat`. CDATA sections hold the longest
+    /// values (`Encrypt`, `Content`), so the first byte is looked for with `memchr`.
     fn find(&self, pat: &[u8]) -> Option<usize> {
         let first = *pat.first()?;
-        let rest = pat.get(1..).unwrap_or_default();
         let bytes = self.bytes();
         let mut from = 0;
-        while let Some(i) = bytes.get(from..)?.iter().position(|&b| b == first) {
+        while let Some(i) = memchr::memchr(first, bytes.get(from..)?) {
             let at = from + i;
-            if bytes.get(at + 1..at + pat.len()) == Some(rest) {
+            if bytes.get(at..at + pat.len()) == Some(pat) {
                 return Some(at);
             }
             from = at + 1;
@@ -298,10 +298,7 @@ impl<'a> Lexer<'a> {
             Some(b'<') => self.markup(bytes),
             Some(b'&') => self.reference(),
             Some(_) => {
-                let len = bytes
-                    .iter()
-                    .position(|&b| b == b'<' || b == b'&')
-                    .unwrap_or(bytes.len());
+                let len = memchr::memchr2(b'<', b'&', bytes).unwrap_or(bytes.len());
                 let text = self.slice(self.pos, self.pos + len)?;
                 self.pos += len;
                 Ok(Tok::Text(text))
