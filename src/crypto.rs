@@ -27,7 +27,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::{
+    block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit,
+};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
@@ -53,10 +55,20 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 ///
 /// Validated once, when configured: exactly 43 characters of `[A-Za-z0-9]`, as the WeChat
 /// console generates them. `Debug` never shows the key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct EncodingAesKey {
     key: [u8; 32],
+    /// The expanded key schedules, computed once instead of per message.
+    cipher: aes::Aes256,
 }
+
+impl PartialEq for EncodingAesKey {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.key[..], &other.key[..]))
+    }
+}
+
+impl Eq for EncodingAesKey {}
 
 impl EncodingAesKey {
     /// Parses the key as typed into the WeChat console.
@@ -86,16 +98,25 @@ impl EncodingAesKey {
         let key: [u8; 32] = bytes
             .try_into()
             .map_err(|_| InvalidEncodingAesKey::Decode)?;
-        Ok(Self { key })
+        Ok(Self::from_bytes(key))
     }
 
     /// Uses 32 raw key bytes directly.
     pub fn from_bytes(key: [u8; 32]) -> Self {
-        Self { key }
+        let cipher = aes::Aes256::new(&key.into());
+        Self { key, cipher }
     }
 
     fn iv(&self) -> &[u8] {
         &self.key[..16]
+    }
+
+    fn encryptor(&self) -> Aes256CbcEnc {
+        Aes256CbcEnc::inner_iv_init(self.cipher.clone(), self.iv().into())
+    }
+
+    fn decryptor(&self) -> Aes256CbcDec {
+        Aes256CbcDec::inner_iv_init(self.cipher.clone(), self.iv().into())
     }
 }
 
@@ -365,7 +386,8 @@ pub fn encrypt_with_prefix(
     // `pad` is 1..=32, so it fits in a byte.
     buf.resize(unpadded + pad, pad as u8);
     let total = buf.len();
-    let sealed = Aes256CbcEnc::new(key.key.as_slice().into(), key.iv().into())
+    let sealed = key
+        .encryptor()
         .encrypt_padded_mut::<NoPadding>(&mut buf, total)
         // The buffer is a whole number of blocks, which is all NoPadding asks.
         .map(|c| c.len())
@@ -387,7 +409,8 @@ fn open(
         return Err(DecryptError::Length(buf.len()));
     }
     let total = buf.len();
-    let len = Aes256CbcDec::new(key.key.as_slice().into(), key.iv().into())
+    let len = key
+        .decryptor()
         .decrypt_padded_mut::<NoPadding>(&mut buf)
         .map_err(|_| DecryptError::Length(total))?
         .len();
