@@ -23,6 +23,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::signature::nibble;
+
 /// The parameters WeChat puts on a callback URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CallbackQuery {
@@ -222,8 +224,8 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hi = bytes.get(i + 1).and_then(|&c| hex(c))?;
-            let lo = bytes.get(i + 2).and_then(|&c| hex(c))?;
+            let hi = bytes.get(i + 1).and_then(|&c| nibble(c))?;
+            let lo = bytes.get(i + 2).and_then(|&c| nibble(c))?;
             out.push(hi << 4 | lo);
             i += 3;
         } else {
@@ -232,15 +234,6 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
         }
     }
     String::from_utf8(out).ok().map(Cow::Owned)
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

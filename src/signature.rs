@@ -124,7 +124,8 @@ fn decode_hex(hex: &[u8]) -> Option<[u8; 20]> {
     Some(out)
 }
 
-fn nibble(c: u8) -> Option<u8> {
+/// The value of one hex digit of either case.
+pub(crate) fn nibble(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

@@ -13,44 +13,14 @@ use bytes::Bytes;
 use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 use tower::{service_fn, Service, ServiceExt};
 use wechat_push::dedupe::MemoryDedupeStore;
 use wechat_push::message::Kind;
 use wechat_push::replay::MemoryReplayStore;
 use wechat_push::{crypto, signature, Message, Rejection, Reply};
-
-async fn serve<S>(svc: S) -> SocketAddr
-where
-    S: Service<
-            Request<hyper::body::Incoming>,
-            Response = http::Response<wechat_push::ResponseBody>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let svc = TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 async fn post(addr: SocketAddr, query: &str, body: &str) -> (StatusCode, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -126,7 +96,7 @@ async fn a_push_delivered_three_times_is_handled_once() {
         .layer()
         .dedupe(store.clone())
         .layer(counting(calls.clone()));
-    let addr = serve(svc).await;
+    let addr = serve_hyper(svc).await;
 
     // Plaintext: the same bytes three times.
     let mut answers = Vec::new();
@@ -146,7 +116,7 @@ async fn a_push_delivered_three_times_is_handled_once() {
         .layer()
         .dedupe(store.clone())
         .layer(counting(calls.clone()));
-    let addr = serve(svc).await;
+    let addr = serve_hyper(svc).await;
     let x2 = case2.format("xml");
     let mut docs = Vec::new();
     let mut bodies = Vec::new();
@@ -183,7 +153,7 @@ async fn concurrent_deliveries_wait_for_the_first() {
         .layer()
         .dedupe(MemoryDedupeStore::new(100))
         .layer(handler);
-    let addr = serve(svc).await;
+    let addr = serve_hyper(svc).await;
     let q = case.plain_query();
     let first = tokio::spawn({
         let q = q.clone();
@@ -307,7 +277,7 @@ async fn a_slow_handler_is_answered_success_at_the_deadline_and_still_finishes()
         .dedupe(MemoryDedupeStore::new(10))
         .ack_deadline(Duration::from_millis(100))
         .layer(handler);
-    let addr = serve(svc).await;
+    let addr = serve_hyper(svc).await;
     let (status, body) = post(addr, &case.plain_query(), s(xml, "plaintext")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
     assert_eq!(
@@ -350,7 +320,7 @@ async fn the_same_query_with_another_body_is_401() {
         .layer()
         .replay_guard(MemoryReplayStore::new(100))
         .layer(counting(calls.clone()));
-    let addr = serve(svc).await;
+    let addr = serve_hyper(svc).await;
     let q = case.plain_query();
     let (status, _) = post(addr, &q, s(xml, "plaintext")).await;
     assert_eq!(status, StatusCode::OK);

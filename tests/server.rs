@@ -11,42 +11,12 @@ use bytes::Bytes;
 use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{service_fn, ServiceBuilder};
 use wechat_push::{crypto, signature, Message};
-
-/// Serves `svc` with hyper on a fresh loopback port until the test ends.
-async fn serve_hyper<S>(svc: S) -> SocketAddr
-where
-    S: tower::Service<
-            Request<hyper::body::Incoming>,
-            Response = http::Response<wechat_push::ResponseBody>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let svc = TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 async fn serve_axum(router: axum::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

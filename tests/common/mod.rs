@@ -3,13 +3,18 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
+use tokio::net::TcpListener;
 use wechat_push::message::Kind;
 use wechat_push::{signature, EncodingAesKey, Message, Reply, WechatLayer};
 
@@ -110,4 +115,32 @@ impl Counter {
     pub fn hit(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// Serves `svc` with hyper on a fresh loopback port until the test ends.
+pub async fn serve_hyper<S>(svc: S) -> SocketAddr
+where
+    S: tower::Service<
+            Request<hyper::body::Incoming>,
+            Response = http::Response<wechat_push::ResponseBody>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }
