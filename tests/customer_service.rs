@@ -1,6 +1,6 @@
 //! End to end: the `customer_service` example's server on 127.0.0.1, fed real signed pushes by
 //! a real HTTP client, talking to a loopback mock of the WeChat API.
-#![cfg(feature = "client")]
+#![cfg(all(feature = "client", feature = "tokio"))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Retries, deadlines and replays (dedupe, ack_deadline, replay_guard), against a real hyper
 //! server on loopback.
+#![cfg(feature = "tokio")]
 
 mod common;
 
