@@ -259,14 +259,24 @@ async fn a_failed_first_attempt_is_handled_again() {
 async fn a_slow_handler_is_answered_success_at_the_deadline_and_still_finishes() {
     let case = Case::new(0);
     let xml = case.format("xml");
+    // The handler is held until the test releases it, so it misses the deadline for sure.
+    let gate = Arc::new(Notify::new());
     let finished = Arc::new(Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
     let side_effect = Arc::new(AtomicUsize::new(0));
     let handler = {
-        let (finished, side_effect) = (finished.clone(), side_effect.clone());
+        let (gate, finished, calls, side_effect) = (
+            gate.clone(),
+            finished.clone(),
+            calls.clone(),
+            side_effect.clone(),
+        );
         service_fn(move |_: Request<Message>| {
-            let (finished, side_effect) = (finished.clone(), side_effect.clone());
+            let (gate, finished, side_effect) =
+                (gate.clone(), finished.clone(), side_effect.clone());
+            calls.fetch_add(1, Ordering::SeqCst);
             async move {
-                tokio::time::sleep(Duration::from_millis(400)).await;
+                gate.notified().await;
                 side_effect.fetch_add(1, Ordering::SeqCst);
                 finished.notify_one();
                 Ok::<_, Infallible>(Reply::text("too late"))
@@ -286,6 +296,8 @@ async fn a_slow_handler_is_answered_success_at_the_deadline_and_still_finishes()
         0,
         "answered before the handler finished"
     );
+    // Released, the handler runs to completion in the background.
+    gate.notify_one();
     tokio::time::timeout(Duration::from_secs(5), finished.notified())
         .await
         .unwrap();
@@ -293,7 +305,7 @@ async fn a_slow_handler_is_answered_success_at_the_deadline_and_still_finishes()
     // A retry after the deadline gets the recorded answer and does not run the handler again.
     let (status, body) = post(addr, &case.plain_query(), s(xml, "plaintext")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(side_effect.load(Ordering::SeqCst), 1);
 
     // A fast handler is answered normally.
