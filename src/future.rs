@@ -153,7 +153,9 @@ where
                         panic!("future polled after completion");
                     };
                     let next = match ready!(collect(body, buf, limit, cx)) {
-                        Ok(()) => take(pending).and_then(|p| start(p, buf)),
+                        Ok(()) => {
+                            start(pending.take().expect("future polled after completion"), buf)
+                        }
                         Err(rejection) => Err(rejection),
                     };
                     let next = next.unwrap_or_else(rejected);
@@ -185,11 +187,6 @@ where
             }
         }
     }
-}
-
-fn take<S>(pending: &mut Option<Pending<S>>) -> Result<Pending<S>, Rejection> {
-    // The collect state always holds its pending request until it leaves that state.
-    pending.take().ok_or(Rejection::BodyRead)
 }
 
 fn rejected<S, B>(rejection: Rejection) -> State<S, B>

@@ -77,7 +77,7 @@ where
             Err(rejection) => return ResponseFuture::ready(rejection.into_response()),
         };
         let limit = config.body_limit;
-        if declared_length(&req).is_some_and(|len| len > limit as u64) {
+        if declared_length(&req) > limit as u64 {
             return ResponseFuture::ready(Rejection::BodyTooLarge { limit }.into_response());
         }
         // The instance polled ready goes into the future; a clone stays for the next call
@@ -90,12 +90,12 @@ where
 }
 
 /// The body length announced by `Content-Length` or by the body itself.
-fn declared_length<B: Body>(req: &Request<B>) -> Option<u64> {
+fn declared_length<B: Body>(req: &Request<B>) -> u64 {
     let header = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let hint = req.body().size_hint().lower();
-    Some(header.unwrap_or(0).max(hint))
+    header.unwrap_or(0).max(hint)
 }
