@@ -140,7 +140,7 @@ pub(crate) fn is_ws(b: u8) -> bool {
 }
 
 /// A top-level value, borrowed from the body where possible.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Raw<'a> {
     Str(Cow<'a, str>),
     U64(u64),
@@ -272,7 +272,7 @@ fn parse_u64(s: &str) -> Option<u64> {
 }
 
 /// The fields of a document (or of one nested node) in order, before typing.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Doc<'a> {
     entries: Vec<(Cow<'a, str>, Raw<'a>)>,
 }
@@ -291,6 +291,11 @@ impl<'a> Doc<'a> {
                 .map(|(k, v)| (Cow::Owned(k), Raw::from_value(v)))
                 .collect(),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     pub(crate) fn push(&mut self, name: Cow<'a, str>, value: Raw<'a>) {

@@ -14,6 +14,8 @@
 
 use std::borrow::Cow;
 
+mod flat;
+
 use super::{is_ws, strip_bom, DecodeError, DecodeErrorKind as K, Doc, Raw, MAX_DEPTH};
 use crate::message::{Fields, Value};
 
@@ -101,6 +103,14 @@ enum State {
 
 pub(crate) fn parse(doc: &[u8]) -> Result<Doc<'_>, DecodeError> {
     let src = std::str::from_utf8(strip_bom(doc)).map_err(|_| DecodeError::xml(K::NotUtf8))?;
+    match flat::parse(src) {
+        Some(doc) => Ok(doc),
+        None => parse_full(src),
+    }
+}
+
+/// The general tokenizer: every document the subset allows, and every error.
+fn parse_full(src: &str) -> Result<Doc<'_>, DecodeError> {
     let mut lexer = Lexer { src, pos: 0 };
 
     let mut out = Doc::with_capacity(8);
@@ -196,6 +206,38 @@ fn mismatched(found: &str, expected: &str) -> DecodeError {
     syntax(format!("found </{found}>, expected </{expected}>"))
 }
 
+/// Offset of the first occurrence of `pat` in `bytes`. CDATA sections hold the longest
+/// values (`Encrypt`, `Content`), so the first byte is looked for with `memchr`.
+fn find(bytes: &[u8], pat: &[u8]) -> Option<usize> {
+    let first = *pat.first()?;
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(first, bytes.get(from..)?) {
+        let at = from + i;
+        if bytes.get(at..at + pat.len()) == Some(pat) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Bytes allowed in element and attribute names: ASCII letters, digits, `_-.:`, and any
+/// byte of a multi-byte UTF-8 character (so a name always ends on a character boundary).
+fn is_name_byte(b: u8) -> bool {
+    NAME_BYTES[usize::from(b)]
+}
+
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':') || b >= 0x80;
+        i += 1;
+    }
+    table
+};
+
 /// One piece of markup or text.
 enum Tok<'a> {
     /// `<name …>` or, when the flag is set, `<name …/>`.
@@ -235,22 +277,6 @@ impl<'a> Lexer<'a> {
             .ok_or_else(|| self.error("bad UTF-8 boundary"))
     }
 
-    /// Offset (from `pos`) of the first occurrence of `pat`. CDATA sections hold the longest
-    /// values (`Encrypt`, `Content`), so the first byte is looked for with `memchr`.
-    fn find(&self, pat: &[u8]) -> Option<usize> {
-        let first = *pat.first()?;
-        let bytes = self.bytes();
-        let mut from = 0;
-        while let Some(i) = memchr::memchr(first, bytes.get(from..)?) {
-            let at = from + i;
-            if bytes.get(at..at + pat.len()) == Some(pat) {
-                return Some(at);
-            }
-            from = at + 1;
-        }
-        None
-    }
-
     /// Skips `<` + `open`, then everything up to and including `close`.
     fn skip_delimited(
         &mut self,
@@ -259,7 +285,7 @@ impl<'a> Lexer<'a> {
         what: &str,
     ) -> Result<(usize, usize), DecodeError> {
         self.pos += open;
-        let Some(len) = self.find(close) else {
+        let Some(len) = find(self.bytes(), close) else {
             return Err(self.error(what));
         };
         let start = self.pos;
@@ -271,9 +297,7 @@ impl<'a> Lexer<'a> {
         let len = self
             .bytes()
             .iter()
-            .position(|&b| {
-                !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':') || b >= 0x80)
-            })
+            .position(|&b| !is_name_byte(b))
             .unwrap_or(self.bytes().len());
         if len == 0 {
             return Err(self.error("expected a name"));
