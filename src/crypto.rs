@@ -30,9 +30,7 @@ use std::str::FromStr;
 use aes::cipher::{
     block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit,
 };
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 
 type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
 type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
@@ -41,15 +39,6 @@ type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
 const PAD_BLOCK: usize = 32;
 /// `random(16) | msg_len(4)`.
 const HEADER: usize = 20;
-
-/// Decodes the 43 characters of an `EncodingAESKey`. Real keys often carry non-zero spare bits
-/// in the last character, which a strict decoder rejects (PROTOCOL.md §1), so allow them.
-const LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_decode_allow_trailing_bits(true)
-        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
-);
 
 /// The 32-byte AES key behind a 43-character `EncodingAESKey`.
 ///
@@ -92,8 +81,10 @@ impl EncodingAesKey {
         {
             return Err(InvalidEncodingAesKey::Character { position, found });
         }
-        let bytes = LENIENT
-            .decode(encoded)
+        // Real keys often carry non-zero spare bits in the last character, which a strict
+        // decoder rejects (PROTOCOL.md §1). WHATWG's forgiving base64 ignores them (and the
+        // missing `=`); its whitespace skipping does not matter after the check above.
+        let bytes = base64_simd::forgiving_decode_to_vec(encoded.as_bytes())
             .map_err(|_| InvalidEncodingAesKey::Decode)?;
         let key: [u8; 32] = bytes
             .try_into()
@@ -392,11 +383,13 @@ pub fn encrypt_with_prefix(
         // The buffer is a whole number of blocks, which is all NoPadding asks.
         .map(|c| c.len())
         .unwrap_or(0);
-    STANDARD.encode(&buf[..sealed])
+    STANDARD.encode_to_string(&buf[..sealed])
 }
 
 fn decode_base64(encrypt: &str) -> Result<Vec<u8>, DecryptError> {
-    STANDARD.decode(encrypt).map_err(|_| DecryptError::Base64)
+    STANDARD
+        .decode_to_vec(encrypt)
+        .map_err(|_| DecryptError::Base64)
 }
 
 fn open(
