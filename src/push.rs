@@ -172,9 +172,8 @@ pub(crate) fn handshake(echostr: Bytes) -> Response<ResponseBody> {
 /// Turns the handler's reply into the response: the clear document, or the sealed envelope
 /// when the push was encrypted; acknowledgements always in clear.
 pub(crate) fn answer(config: &Config, to: &ReplyTo, reply: &Reply) -> Response<ResponseBody> {
-    if reply.is_ack() {
-        let body = reply.encode(to.format, "", "", 0);
-        return text_response(StatusCode::OK, Bytes::from(body));
+    if let Some(ack) = reply.ack_body() {
+        return text_response(StatusCode::OK, Bytes::from_static(ack));
     }
     let now = config.now();
     let document = reply.encode(to.format, &to.to_user, &to.from_user, now);

@@ -22,20 +22,24 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use crate::signature::nibble;
 
 /// The parameters WeChat puts on a callback URL.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// The decoded values live back to back in one buffer (one allocation per request).
+#[derive(Clone)]
 pub struct CallbackQuery {
-    signature: String,
-    timestamp: String,
+    buf: String,
+    signature: Range<usize>,
+    timestamp: Range<usize>,
     timestamp_secs: u64,
-    nonce: String,
-    openid: Option<String>,
+    nonce: Range<usize>,
+    openid: Option<Range<usize>>,
     encrypt_type: EncryptType,
-    msg_signature: Option<String>,
-    echostr: Option<String>,
+    msg_signature: Option<Range<usize>>,
+    echostr: Option<Range<usize>>,
 }
 
 /// The `encrypt_type` parameter.
@@ -52,6 +56,7 @@ impl CallbackQuery {
     ///
     /// `signature`, `timestamp` and `nonce` are required; `timestamp` must be decimal seconds.
     pub fn parse(query: &str) -> Result<Self, QueryError> {
+        let mut buf = Vec::with_capacity(query.len());
         let mut signature = None;
         let mut timestamp = None;
         let mut nonce = None;
@@ -75,12 +80,18 @@ impl CallbackQuery {
             if slot.is_some() {
                 return Err(QueryError::Repeated(param.name()));
             }
-            let value = percent_decode(raw_value).ok_or(QueryError::Encoding(param.name()))?;
-            *slot = Some(value.into_owned());
+            let value = percent_decode_into(raw_value, &mut buf)
+                .ok_or(QueryError::Encoding(param.name()))?;
+            *slot = Some(value);
         }
+        // Every piece was checked to be UTF-8 on its own, so the whole is.
+        let buf = String::from_utf8(buf).map_err(|_| QueryError::Encoding("query"))?;
+        let value = |range: &Range<usize>| buf.get(range.clone()).unwrap_or_default();
+
         let timestamp = timestamp.ok_or(QueryError::Missing("timestamp"))?;
-        let timestamp_secs = parse_secs(&timestamp).ok_or(QueryError::Malformed("timestamp"))?;
-        let encrypt_type = match encrypt_type.as_deref() {
+        let timestamp_secs =
+            parse_secs(value(&timestamp)).ok_or(QueryError::Malformed("timestamp"))?;
+        let encrypt_type = match encrypt_type.as_ref().map(value) {
             None | Some("raw") | Some("") => EncryptType::Plain,
             Some("aes") => EncryptType::Aes,
             Some(_) => return Err(QueryError::Malformed("encrypt_type")),
@@ -94,17 +105,23 @@ impl CallbackQuery {
             encrypt_type,
             msg_signature,
             echostr,
+            buf,
         })
+    }
+
+    fn value(&self, range: &Range<usize>) -> &str {
+        // Ranges come from `parse`, over this very buffer.
+        self.buf.get(range.clone()).unwrap_or_default()
     }
 
     /// `signature`: SHA-1 over token, timestamp and nonce, as hex.
     pub fn signature(&self) -> &str {
-        &self.signature
+        self.value(&self.signature)
     }
 
     /// `timestamp` exactly as received (the signature covers this text).
     pub fn timestamp(&self) -> &str {
-        &self.timestamp
+        self.value(&self.timestamp)
     }
 
     /// `timestamp` as Unix seconds.
@@ -114,12 +131,12 @@ impl CallbackQuery {
 
     /// `nonce`.
     pub fn nonce(&self) -> &str {
-        &self.nonce
+        self.value(&self.nonce)
     }
 
     /// `openid`: the sender, when WeChat sends it (not in plaintext mini-program pushes).
     pub fn openid(&self) -> Option<&str> {
-        self.openid.as_deref()
+        self.openid.as_ref().map(|r| self.value(r))
     }
 
     /// `encrypt_type`.
@@ -129,26 +146,41 @@ impl CallbackQuery {
 
     /// `msg_signature`: SHA-1 over token, timestamp, nonce and `Encrypt`, on encrypted pushes.
     pub fn msg_signature(&self) -> Option<&str> {
-        self.msg_signature.as_deref()
+        self.msg_signature.as_ref().map(|r| self.value(r))
     }
 
     /// `echostr`: present on the GET handshake only.
     pub fn echostr(&self) -> Option<&str> {
-        self.echostr.as_deref()
+        self.echostr.as_ref().map(|r| self.value(r))
     }
 }
+
+/// Equal when every parameter is (their order in the URL does not matter).
+impl PartialEq for CallbackQuery {
+    fn eq(&self, other: &Self) -> bool {
+        self.signature() == other.signature()
+            && self.timestamp() == other.timestamp()
+            && self.nonce() == other.nonce()
+            && self.openid() == other.openid()
+            && self.encrypt_type == other.encrypt_type
+            && self.msg_signature() == other.msg_signature()
+            && self.echostr() == other.echostr()
+    }
+}
+
+impl Eq for CallbackQuery {}
 
 impl fmt::Debug for CallbackQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Nothing here is secret: signatures are public digests.
         f.debug_struct("CallbackQuery")
-            .field("signature", &self.signature)
-            .field("timestamp", &self.timestamp)
-            .field("nonce", &self.nonce)
-            .field("openid", &self.openid)
+            .field("signature", &self.signature())
+            .field("timestamp", &self.timestamp())
+            .field("nonce", &self.nonce())
+            .field("openid", &self.openid())
             .field("encrypt_type", &self.encrypt_type)
-            .field("msg_signature", &self.msg_signature)
-            .field("echostr", &self.echostr)
+            .field("msg_signature", &self.msg_signature())
+            .field("echostr", &self.echostr())
             .finish()
     }
 }
@@ -219,8 +251,20 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     if !s.contains('%') {
         return Some(Cow::Borrowed(s));
     }
+    let mut out = Vec::with_capacity(s.len());
+    percent_decode_into(s, &mut out)?;
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// Appends the RFC 3986 decoding of `s` to `out`; the range it wrote, or `None` on a bad
+/// escape or bytes that are not UTF-8 (then `out` may hold a partial value).
+fn percent_decode_into(s: &str, out: &mut Vec<u8>) -> Option<Range<usize>> {
+    let start = out.len();
+    if !s.contains('%') {
+        out.extend_from_slice(s.as_bytes());
+        return Some(start..out.len());
+    }
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
@@ -233,7 +277,8 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok().map(Cow::Owned)
+    std::str::from_utf8(out.get(start..)?).ok()?;
+    Some(start..out.len())
 }
 
 #[cfg(test)]

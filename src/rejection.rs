@@ -109,12 +109,40 @@ impl Rejection {
         }
     }
 
+    /// The reason, when it does not depend on the request (answered without allocating).
+    fn fixed_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::MethodNotAllowed => "method not allowed: use GET or POST",
+            Self::BadSignature => "bad signature",
+            Self::MissingEchostr => "missing echostr",
+            Self::EncryptionRequired => "plaintext push refused: this endpoint requires safe mode",
+            Self::EncryptionNotConfigured => "encrypted push, but no EncodingAESKey is configured",
+            Self::MissingEncrypt => "encrypt_type=aes but the body has no Encrypt",
+            Self::MissingMsgSignature => "missing msg_signature for Encrypt",
+            Self::BadMsgSignature => "bad msg_signature",
+            Self::BodyRead => "could not read the body",
+            Self::ReplayedSignature => "replayed signature",
+            Self::Store => "replay store unavailable",
+            Self::Random => "could not seal the reply",
+            Self::MissingSignature(_)
+            | Self::Query(_)
+            | Self::StaleTimestamp { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::Malformed(_)
+            | Self::Decrypt(_) => return None,
+        })
+    }
+
     /// The response: the status, the reason as `text/plain`, and this rejection in the
     /// extensions.
     pub fn into_response(self) -> Response<ResponseBody> {
         #[cfg(feature = "tracing")]
         tracing::debug!(status = self.status().as_u16(), reason = %self, "wechat push rejected");
-        let mut response = Response::new(ResponseBody::new(Bytes::from(self.to_string())));
+        let reason = match self.fixed_reason() {
+            Some(reason) => Bytes::from_static(reason.as_bytes()),
+            None => Bytes::from(self.to_string()),
+        };
+        let mut response = Response::new(ResponseBody::new(reason));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(
@@ -132,10 +160,8 @@ impl Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MethodNotAllowed => f.write_str("method not allowed: use GET or POST"),
             Self::MissingSignature(p) => write!(f, "missing {p}: the request is not signed"),
             Self::Query(e) => write!(f, "bad query: {e}"),
-            Self::BadSignature => f.write_str("bad signature"),
             Self::StaleTimestamp {
                 timestamp,
                 tolerance,
@@ -144,23 +170,10 @@ impl fmt::Display for Rejection {
                 "stale timestamp {timestamp}: more than {} s from now",
                 tolerance.as_secs()
             ),
-            Self::MissingEchostr => f.write_str("missing echostr"),
-            Self::EncryptionRequired => {
-                f.write_str("plaintext push refused: this endpoint requires safe mode")
-            }
-            Self::EncryptionNotConfigured => {
-                f.write_str("encrypted push, but no EncodingAESKey is configured")
-            }
-            Self::MissingEncrypt => f.write_str("encrypt_type=aes but the body has no Encrypt"),
-            Self::MissingMsgSignature => f.write_str("missing msg_signature for Encrypt"),
-            Self::BadMsgSignature => f.write_str("bad msg_signature"),
             Self::BodyTooLarge { limit } => write!(f, "body larger than {limit} bytes"),
-            Self::BodyRead => f.write_str("could not read the body"),
             Self::Malformed(e) => write!(f, "malformed push: {e}"),
             Self::Decrypt(e) => write!(f, "cannot decrypt: {e}"),
-            Self::ReplayedSignature => f.write_str("replayed signature"),
-            Self::Store => f.write_str("replay store unavailable"),
-            Self::Random => f.write_str("could not seal the reply"),
+            fixed => f.write_str(fixed.fixed_reason().unwrap_or_default()),
         }
     }
 }

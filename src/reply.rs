@@ -122,6 +122,16 @@ impl Reply {
         matches!(self, Self::Success | Self::Empty)
     }
 
+    /// The fixed body of an acknowledgement (`success`, or nothing); `None` for a reply
+    /// document.
+    pub(crate) fn ack_body(&self) -> Option<&'static [u8]> {
+        match self {
+            Self::Success => Some(b"success"),
+            Self::Empty => Some(b""),
+            _ => None,
+        }
+    }
+
     /// `MsgType` of the reply document (`None` for an acknowledgement).
     pub fn msg_type(&self) -> Option<&'static str> {
         Some(match self {
@@ -148,10 +158,7 @@ impl Reply {
         create_time: u64,
     ) -> Vec<u8> {
         let Some(msg_type) = self.msg_type() else {
-            return match self {
-                Self::Success => b"success".to_vec(),
-                _ => Vec::new(),
-            };
+            return self.ack_body().unwrap_or_default().to_vec();
         };
         let mut w = Writer::new(format);
         w.open();
