@@ -18,7 +18,7 @@
 //! assert_eq!(Reply::Success.encode(Format::Xml, "openid", "gh_id", 0), b"success");
 //! ```
 
-use crate::codec::Format;
+use crate::codec::{self, Format};
 use crate::crypto::{self, EncodingAesKey, RandomError};
 use crate::signature;
 
@@ -437,7 +437,7 @@ impl Writer {
 fn cdata(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(b"<![CDATA[");
     let mut rest = text;
-    while let Some(at) = rest.find("]]>") {
+    while let Some(at) = codec::find_bytes(rest.as_bytes(), b"]]>") {
         // `]]` closes this section, `>` opens the next one.
         out.extend_from_slice(&rest.as_bytes()[..at + 2]);
         out.extend_from_slice(b"]]><![CDATA[");

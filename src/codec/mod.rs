@@ -46,6 +46,8 @@ mod json;
 mod xml;
 
 pub use error::{DecodeError, DecodeErrorKind};
+/// Substring search tuned for short haystacks (used by the reply writer as well).
+pub(crate) use xml::find as find_bytes;
 
 /// The deepest nesting accepted (the root `<xml>` or top-level JSON object is level 1).
 pub const MAX_DEPTH: usize = 32;

@@ -208,7 +208,7 @@ fn mismatched(found: &str, expected: &str) -> DecodeError {
 
 /// Offset of the first occurrence of `pat` in `bytes`. CDATA sections hold the longest
 /// values (`Encrypt`, `Content`), so the first byte is looked for with `memchr`.
-fn find(bytes: &[u8], pat: &[u8]) -> Option<usize> {
+pub(crate) fn find(bytes: &[u8], pat: &[u8]) -> Option<usize> {
     let first = *pat.first()?;
     let mut from = 0;
     while let Some(i) = memchr::memchr(first, bytes.get(from..)?) {
