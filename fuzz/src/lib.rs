@@ -99,6 +99,12 @@ pub fn encode(s: &str) -> String {
 
 /// `xml`: `Format::sniff`, `decode_envelope` and `decode_message(Format::Xml, ..)`.
 pub fn xml(data: &[u8]) {
+    // The one-pass fast path must read whatever it takes exactly as the full tokenizer does.
+    #[cfg(fuzzing)]
+    assert!(
+        codec::fuzz_xml_fast_path_agrees(data),
+        "XML fast path and full tokenizer disagree"
+    );
     let _ = Format::sniff(data);
     envelope_agrees(data);
     message_encodes(codec::decode_message(Format::Xml, data));

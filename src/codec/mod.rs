@@ -126,6 +126,14 @@ pub fn decode_message(format: Format, doc: &[u8]) -> Result<Message, DecodeError
     Message::from_doc(parse(format, doc)?)
 }
 
+/// Fuzzing hook, not API: whether the XML fast path agrees with the full tokenizer on `doc`
+/// (see `src/codec/xml/flat.rs`). Only built under `--cfg fuzzing` (cargo-fuzz sets it).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_xml_fast_path_agrees(doc: &[u8]) -> bool {
+    xml::fast_path_agrees(doc)
+}
+
 fn parse(format: Format, doc: &[u8]) -> Result<Doc<'_>, DecodeError> {
     match format {
         Format::Xml => xml::parse(doc),

@@ -109,6 +109,19 @@ pub(crate) fn parse(doc: &[u8]) -> Result<Doc<'_>, DecodeError> {
     }
 }
 
+/// Whether the fast path, when it takes `doc`, reads it exactly as the full tokenizer does
+/// (`true` when it declines). For the `xml` fuzz target and the tests.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fast_path_agrees(doc: &[u8]) -> bool {
+    let Ok(src) = std::str::from_utf8(strip_bom(doc)) else {
+        return true;
+    };
+    match flat::parse(src) {
+        Some(fast) => parse_full(src).ok() == Some(fast),
+        None => true,
+    }
+}
+
 /// The general tokenizer: every document the subset allows, and every error.
 fn parse_full(src: &str) -> Result<Doc<'_>, DecodeError> {
     let mut lexer = Lexer { src, pos: 0 };
