@@ -1,21 +1,12 @@
 //! The customer-service client against a loopback mock of the WeChat API.
 #![cfg(feature = "client")]
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body::{Body, Frame};
-use http_body_util::{BodyExt, Either, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use serde_json::json;
 use wechat_push::client::{
     AccessToken, ApiErrorKind, BadResponseKind, BoxFuture, Client, Clock, CustomMessage, Error,
@@ -24,200 +15,25 @@ use wechat_push::client::{
 };
 
 // ---------------------------------------------------------------------------------------
-// The mock
+// The mock (tests/common/mock_api.rs)
 // ---------------------------------------------------------------------------------------
 
-/// One request the mock received.
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: http::Method,
-    path: String,
-    query: HashMap<String, String>,
-    content_type: Option<String>,
-    body: Bytes,
-    /// 1-based count of requests to this path so far, this one included.
-    nth: usize,
+#[path = "common/mock_api.rs"]
+mod mock_api;
+
+use mock_api::{err, ok, standard, token_answer, Answer, Mock, SEND, TOKEN};
+
+/// A client of the mock.
+trait MockClient {
+    fn client(&self) -> Client;
 }
 
-impl Recorded {
-    fn token(&self) -> &str {
-        self.query
-            .get("access_token")
-            .map(String::as_str)
-            .unwrap_or("")
-    }
-}
-
-enum Answer {
-    Json(serde_json::Value),
-    Raw(StatusCode, &'static str, Bytes),
-    /// A body streamed in chunks without a length (chunked encoding).
-    Stream(usize),
-    /// Wait, then answer.
-    Delay(Duration, Box<Answer>),
-}
-
-type Handler = dyn Fn(&Recorded) -> Answer + Send + Sync;
-
-struct Mock {
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<Recorded>>>,
-}
-
-impl Mock {
-    async fn start(handler: impl Fn(&Recorded) -> Answer + Send + Sync + 'static) -> Mock {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let handler: Arc<Handler> = Arc::new(handler);
-        let state = (log.clone(), handler);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (log, handler) = state.clone();
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (log, handler) = (log.clone(), handler.clone());
-                    async move { Ok::<_, Infallible>(serve(req, &log, &*handler).await) }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Mock { addr, log }
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self, path: &str) -> Vec<Recorded> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|r| r.path == path).cloned().collect()
-    }
-
-    fn count(&self, path: &str) -> usize {
-        self.requests(path).len()
-    }
-
+impl MockClient for Mock {
     fn client(&self) -> Client {
         Client::builder("wxAPPID", "SECRET")
             .base_url(self.base())
             .build()
             .unwrap()
-    }
-}
-
-const TOKEN: &str = "/cgi-bin/stable_token";
-const SEND: &str = "/cgi-bin/message/custom/send";
-
-type MockBody = Either<Full<Bytes>, Chunks>;
-
-async fn serve(
-    req: Request<Incoming>,
-    log: &Mutex<Vec<Recorded>>,
-    handler: &Handler,
-) -> Response<MockBody> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let query = parts
-        .uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect();
-    let recorded = {
-        let mut log = log.lock().unwrap();
-        let path = parts.uri.path().to_owned();
-        let nth = log.iter().filter(|r| r.path == path).count() + 1;
-        let recorded = Recorded {
-            method: parts.method,
-            path,
-            query,
-            content_type: parts
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            body,
-            nth,
-        };
-        log.push(recorded.clone());
-        recorded
-    };
-    let mut answer = handler(&recorded);
-    while let Answer::Delay(d, next) = answer {
-        tokio::time::sleep(d).await;
-        answer = *next;
-    }
-    match answer {
-        Answer::Json(v) => Response::builder()
-            .header("content-type", "application/json; encoding=utf-8")
-            .body(Either::Left(Full::new(Bytes::from(v.to_string()))))
-            .unwrap(),
-        Answer::Raw(status, ct, body) => Response::builder()
-            .status(status)
-            .header("content-type", ct)
-            .body(Either::Left(Full::new(body)))
-            .unwrap(),
-        Answer::Stream(total) => Response::new(Either::Right(Chunks { left: total })),
-        Answer::Delay(..) => unreachable!(),
-    }
-}
-
-/// `left` bytes of `{` in 64 KiB chunks, with no length announced.
-struct Chunks {
-    left: usize,
-}
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.left == 0 {
-            return Poll::Ready(None);
-        }
-        let n = self.left.min(64 * 1024);
-        self.left -= n;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'{'; n])))))
-    }
-}
-
-fn ok() -> Answer {
-    Answer::Json(json!({"errcode": 0, "errmsg": "ok"}))
-}
-
-fn err(code: i64) -> Answer {
-    Answer::Json(json!({"errcode": code, "errmsg": format!("error {code} rid: 1234")}))
-}
-
-/// Issues `TOKEN-n` on the n-th token request, valid 7200 s.
-fn token_answer(r: &Recorded) -> Answer {
-    Answer::Json(json!({"access_token": format!("TOKEN-{}", r.nth), "expires_in": 7200}))
-}
-
-/// Tokens as `token_answer`, every other call `ok`.
-fn standard(r: &Recorded) -> Answer {
-    match r.path.as_str() {
-        TOKEN | "/cgi-bin/token" => token_answer(r),
-        _ => ok(),
     }
 }
 

@@ -9,18 +9,15 @@ mod common;
 mod example;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::{plain_query, Case};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -28,159 +25,23 @@ use tokio::task::JoinHandle;
 use wechat_push::{crypto, signature};
 
 const OPENID: &str = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY";
-const TOKEN_PATH: &str = "/cgi-bin/stable_token";
-const SEND_PATH: &str = "/cgi-bin/message/custom/send";
 const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------
-// The mock WeChat API
+// The mock WeChat API (tests/common/mock_api.rs)
 // ---------------------------------------------------------------------------------------
 
-/// One request the mock received.
-#[derive(Debug, Clone)]
-struct Recorded {
-    path: String,
-    query: HashMap<String, String>,
-    body: String,
-    /// 1-based count of requests to this path so far, this one included.
-    nth: usize,
-}
+#[path = "common/mock_api.rs"]
+mod mock_api;
 
-type Handler = dyn Fn(&Recorded) -> Value + Send + Sync;
+use mock_api::{
+    standard, token_answer, Answer, Mock, Recorded, SEND as SEND_PATH, TOKEN as TOKEN_PATH,
+};
 
-struct Mock {
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<Recorded>>>,
-}
-
-impl Mock {
-    /// A mock answering with `handler`'s JSON.
-    async fn start(handler: impl Fn(&Recorded) -> Value + Send + Sync + 'static) -> Mock {
-        Mock::start_slow(Duration::ZERO, handler).await
-    }
-
-    /// A mock answering with `handler`'s JSON after `delay`.
-    async fn start_slow(
-        delay: Duration,
-        handler: impl Fn(&Recorded) -> Value + Send + Sync + 'static,
-    ) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let handler: Arc<Handler> = Arc::new(handler);
-        let state = (log.clone(), handler);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (log, handler) = state.clone();
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (log, handler) = (log.clone(), handler.clone());
-                    async move {
-                        let response = answer(req, &log, &*handler).await;
-                        tokio::time::sleep(delay).await;
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Mock { addr, log }
-    }
-
-    /// A mock like WeChat's when all goes well: token `TOKEN<n>` on the n-th fetch, and
-    /// `errcode` 0 for every send.
-    async fn ok() -> Mock {
-        Mock::ok_after(Duration::ZERO).await
-    }
-
-    /// The same, answering after `delay`.
-    async fn ok_after(delay: Duration) -> Mock {
-        Mock::start_slow(delay, |r| match r.path.as_str() {
-            TOKEN_PATH => token_answer(r.nth),
-            _ => json!({"errcode": 0, "errmsg": "ok"}),
-        })
-        .await
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self, path: &str) -> Vec<Recorded> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|r| r.path == path).cloned().collect()
-    }
-
-    fn all(&self) -> Vec<Recorded> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` requests to `path` have arrived, and returns them.
-    async fn wait_for(&self, path: &str, n: usize) -> Vec<Recorded> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let seen = self.requests(path);
-            if seen.len() >= n {
-                return seen;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {WAIT:?} for {n} request(s) to {path}, got {seen:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-fn token_answer(nth: usize) -> Value {
-    json!({"access_token": format!("TOKEN{nth}"), "expires_in": 7200})
-}
-
-async fn answer(
-    req: Request<Incoming>,
-    log: &Mutex<Vec<Recorded>>,
-    handler: &Handler,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let query = parts
-        .uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect();
-    let recorded = {
-        let mut log = log.lock().unwrap();
-        let path = parts.uri.path().to_owned();
-        let nth = log.iter().filter(|r| r.path == path).count() + 1;
-        let recorded = Recorded {
-            path,
-            query,
-            body: String::from_utf8(body.to_vec()).expect("a UTF-8 request body"),
-            nth,
-        };
-        log.push(recorded.clone());
-        recorded
-    };
-    Response::builder()
-        .header("content-type", "application/json; encoding=utf-8")
-        .body(Full::new(Bytes::from(handler(&recorded).to_string())))
-        .unwrap()
+/// A mock like WeChat's when all goes well (token `TOKEN-<n>` on the n-th fetch, `errcode` 0
+/// for every send), answering after `delay`.
+async fn ok_mock_after(delay: Duration) -> Mock {
+    Mock::start(move |r| Answer::Delay(delay, Box::new(standard(r)))).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -310,7 +171,7 @@ fn text_send(content: &str) -> String {
 
 /// Checks the one token fetch of a test: a stable_token request without `force_refresh`.
 fn assert_token_fetch(fetch: &Recorded, appid: &str) {
-    let body: Value = serde_json::from_str(&fetch.body).unwrap();
+    let body: Value = serde_json::from_str(fetch.text()).unwrap();
     assert_eq!(
         body,
         json!({"grant_type": "client_credential", "appid": appid, "secret": "SECRET", "force_refresh": false})
@@ -323,7 +184,7 @@ fn assert_token_fetch(fetch: &Recorded, appid: &str) {
 
 #[tokio::test]
 async fn text_pushes_plaintext_and_safe_mode_are_echoed_through_custom_send() {
-    let mock = Mock::ok().await;
+    let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
 
     // The vector's plaintext XML text push ("hello").
@@ -331,8 +192,8 @@ async fn text_pushes_plaintext_and_safe_mode_are_echoed_through_custom_send() {
     let plaintext = common::s(case.format("xml"), "plaintext");
     assert_eq!(server.push_plain(plaintext).await, success());
     let sends = mock.wait_for(SEND_PATH, 1).await;
-    assert_eq!(sends[0].body, text_send("hello"));
-    assert_eq!(sends[0].query["access_token"], "TOKEN1");
+    assert_eq!(sends[0].text(), text_send("hello"));
+    assert_eq!(sends[0].query["access_token"], "TOKEN-1");
 
     // A safe-mode JSON push with CJK content: sent back as raw UTF-8.
     let push = json!({
@@ -341,8 +202,8 @@ async fn text_pushes_plaintext_and_safe_mode_are_echoed_through_custom_send() {
     });
     assert_eq!(server.push_safe_json(&push.to_string()).await, success());
     let sends = mock.wait_for(SEND_PATH, 2).await;
-    assert_eq!(sends[1].body, text_send(r#"你好 \"世界\""#));
-    assert_eq!(sends[1].query["access_token"], "TOKEN1");
+    assert_eq!(sends[1].text(), text_send(r#"你好 \"世界\""#));
+    assert_eq!(sends[1].query["access_token"], "TOKEN-1");
 
     server.stop().await;
     // One token fetch served both sends.
@@ -354,7 +215,7 @@ async fn text_pushes_plaintext_and_safe_mode_are_echoed_through_custom_send() {
 
 #[tokio::test]
 async fn retries_of_one_push_cause_one_send() {
-    let mock = Mock::ok().await;
+    let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
     // The same push delivered three times, each with a fresh query (WeChat may re-sign).
     let push = xml_push(
@@ -377,14 +238,14 @@ async fn retries_of_one_push_cause_one_send() {
     let bodies: Vec<_> = mock
         .requests(SEND_PATH)
         .into_iter()
-        .map(|r| r.body)
+        .map(|r| r.text().to_owned())
         .collect();
     assert!(bodies.contains(&text_send("only once")) && bodies.contains(&text_send("at once")));
 }
 
 #[tokio::test]
 async fn image_push_sends_the_image_back() {
-    let mock = Mock::ok().await;
+    let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
     let push = xml_push(
         "image",
@@ -393,7 +254,7 @@ async fn image_push_sends_the_image_back() {
     assert_eq!(server.push_plain(&push).await, success());
     let sends = mock.wait_for(SEND_PATH, 1).await;
     assert_eq!(
-        sends[0].body,
+        sends[0].text(),
         format!(r#"{{"touser":"{OPENID}","msgtype":"image","image":{{"media_id":"MEDIA_ID_1"}}}}"#)
     );
     server.stop().await;
@@ -402,7 +263,7 @@ async fn image_push_sends_the_image_back() {
 
 #[tokio::test]
 async fn mini_program_card_is_answered_with_a_text_naming_its_title() {
-    let mock = Mock::ok().await;
+    let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
     let push = xml_push(
         "miniprogrampage",
@@ -410,14 +271,14 @@ async fn mini_program_card_is_answered_with_a_text_naming_its_title() {
     );
     assert_eq!(server.push_plain(&push).await, success());
     let sends = mock.wait_for(SEND_PATH, 1).await;
-    assert_eq!(sends[0].body, text_send("你发送了小程序卡片：春季新品"));
+    assert_eq!(sends[0].text(), text_send("你发送了小程序卡片：春季新品"));
     server.stop().await;
     assert_eq!(mock.requests(SEND_PATH).len(), 1);
 }
 
 #[tokio::test]
 async fn user_enter_tempsession_gets_the_welcome_text() {
-    let mock = Mock::ok().await;
+    let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
     // As a safe-mode JSON push, the way mini programs usually configure it.
     let push = json!({
@@ -426,14 +287,14 @@ async fn user_enter_tempsession_gets_the_welcome_text() {
     });
     assert_eq!(server.push_safe_json(&push.to_string()).await, success());
     let sends = mock.wait_for(SEND_PATH, 1).await;
-    assert_eq!(sends[0].body, text_send("你好,欢迎来到这里"));
+    assert_eq!(sends[0].text(), text_send("你好,欢迎来到这里"));
     server.stop().await;
     assert_eq!(mock.requests(SEND_PATH).len(), 1);
 }
 
 #[tokio::test]
 async fn unknown_types_and_other_events_send_nothing() {
-    let mock = Mock::ok().await;
+    let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
     let pushes = [
         xml_push("hologram", "<Shape><![CDATA[cube]]></Shape>"),
@@ -459,9 +320,11 @@ async fn unknown_types_and_other_events_send_nothing() {
 async fn a_rejected_token_is_fetched_again_once_and_the_send_retried_once() {
     // The first send answers 40001, everything after succeeds.
     let mock = Mock::start(|r| match (r.path.as_str(), r.nth) {
-        (TOKEN_PATH, n) => token_answer(n),
-        (SEND_PATH, 1) => json!({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}),
-        _ => json!({"errcode": 0, "errmsg": "ok"}),
+        (TOKEN_PATH, _) => token_answer(r),
+        (SEND_PATH, 1) => Answer::Json(
+            json!({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}),
+        ),
+        _ => mock_api::ok(),
     })
     .await;
     let server = Server::start(&mock.base()).await;
@@ -472,10 +335,10 @@ async fn a_rejected_token_is_fetched_again_once_and_the_send_retried_once() {
     assert_eq!(server.push_plain(&push).await, success());
 
     let sends = mock.wait_for(SEND_PATH, 2).await;
-    assert_eq!(sends[0].query["access_token"], "TOKEN1");
-    assert_eq!(sends[1].query["access_token"], "TOKEN2");
-    assert_eq!(sends[0].body, text_send("again"));
-    assert_eq!(sends[1].body, sends[0].body);
+    assert_eq!(sends[0].query["access_token"], "TOKEN-1");
+    assert_eq!(sends[1].query["access_token"], "TOKEN-2");
+    assert_eq!(sends[0].text(), text_send("again"));
+    assert_eq!(sends[1].text(), sends[0].text());
 
     server.stop().await;
     let fetches = mock.requests(TOKEN_PATH);
@@ -511,7 +374,7 @@ async fn a_dead_api_still_gets_the_push_answered_success() {
 
 #[tokio::test]
 async fn the_example_keeps_the_layer_contract() {
-    let mock = Mock::ok().await;
+    let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
     let case = Case::new(0);
     let query = plain_query(case.token(), &now(), "1");
@@ -587,7 +450,7 @@ fn configuration_errors_name_the_variable() {
 #[tokio::test]
 async fn stopping_waits_for_pending_sends() {
     // A slow API: the token arrives after the pushes were answered, the sends later still.
-    let mock = Mock::ok_after(Duration::from_millis(300)).await;
+    let mock = ok_mock_after(Duration::from_millis(300)).await;
     let server = Server::start(&mock.base()).await;
     for n in 0..5 {
         // Distinct MsgIds: with dedupe on, pushes without one are keyed by sender and time.
@@ -610,7 +473,7 @@ async fn stopping_waits_for_pending_sends() {
     let mut sent: Vec<String> = mock
         .requests(SEND_PATH)
         .into_iter()
-        .map(|r| r.body)
+        .map(|r| r.text().to_owned())
         .collect();
     sent.sort();
     let expected: Vec<String> = (0..5).map(|n| text_send(&n.to_string())).collect();
