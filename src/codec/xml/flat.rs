@@ -6,10 +6,10 @@
 //! `None` the full tokenizer in the parent module reads the document again and
 //! has the last word, errors included. When it answers, the result is exactly
 //! what the full tokenizer gives for the same input (the property tests below
-//! check that, on flat documents and on near misses), so it changes speed,
-//! never meaning; the `xml` and `layer` fuzz targets run through both paths.
-//! It saves the token and frame bookkeeping of the general parser: about half
-//! the time of a typical push.
+//! check that on flat documents and on near misses, and the `xml` fuzz target
+//! on every input it tries), so it changes speed, never meaning. It saves the
+//! token and frame bookkeeping of the general parser: under half the
+//! instructions for a typical push.
 
 use std::borrow::Cow;
 
