@@ -8,9 +8,14 @@
 //! it is logged with the push's id. Answer late through the customer-service API instead
 //! ([`client`](crate::client)).
 //!
-//! A handler that panics before the deadline panics the request as it would without the
-//! option (so dedupe, if on, releases the push for a retry). A panic after the deadline is
-//! caught by the runtime and logged.
+//! A delivery dropped before the deadline (its connection closed) is treated the same way:
+//! the handler keeps running in its task and, with dedupe on, the push is recorded as
+//! answered `success`, so a retry gets that answer instead of running the handler a second
+//! time while the first run is still going.
+//!
+//! A handler that fails or panics before the deadline fails the request as it would without
+//! the option (so dedupe, if on, releases the push for a retry). A failure or panic after the
+//! deadline (or after the delivery was dropped) is logged; the push is not retried.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +25,9 @@ use std::time::Duration;
 use http::Request;
 use tower::{Layer, Service};
 
+use tokio::task::JoinHandle;
+
+use crate::dedupe::HeldClaim;
 use crate::message::Message;
 use crate::reply::Reply;
 
@@ -70,30 +78,77 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Message>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Message>) -> Self::Future {
         let push = describe(req.body());
-        let handler = tokio::spawn(self.inner.call(req));
+        // With dedupe outside, the claim follows the handler into its task (see `Running`).
+        let claim = req.extensions_mut().remove::<HeldClaim>();
+        let future = self.inner.call(req);
+        let handler = tokio::spawn(async move { future.await.map(Into::into) });
         let deadline = self.deadline;
         Box::pin(async move {
-            let mut handler = handler;
-            match tokio::time::timeout(deadline, &mut handler).await {
-                Ok(Ok(result)) => result.map(Into::into),
-                Ok(Err(join)) => match join.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    // Cancelled: only when the runtime shuts down.
-                    Err(_) => Ok(Reply::Success),
-                },
+            let mut running = Running {
+                handler: Some(handler),
+                claim,
+                push,
+            };
+            let Some(handler) = running.handler.as_mut() else {
+                return Ok(Reply::Success);
+            };
+            match tokio::time::timeout(deadline, handler).await {
+                Ok(joined) => {
+                    // Answered in time: dedupe (if on) records this reply.
+                    running.handler = None;
+                    match joined {
+                        Ok(result) => result,
+                        Err(join) => match join.try_into_panic() {
+                            Ok(panic) => std::panic::resume_unwind(panic),
+                            // Cancelled: only when the runtime shuts down.
+                            Err(_) => Ok(Reply::Success),
+                        },
+                    }
+                }
                 Err(_elapsed) => {
                     #[cfg(feature = "tracing")]
-                    tracing::info!(%push, ?deadline, "handler missed the ack deadline; answered success, still running");
-                    tokio::spawn(async move {
-                        let outcome = handler.await;
-                        report_late(&push, outcome);
-                    });
+                    tracing::info!(push = %running.push, ?deadline, "handler missed the ack deadline; answered success, still running");
+                    drop(running);
                     Ok(Reply::Success)
                 }
             }
         })
+    }
+}
+
+/// A handler running in its own task, and the dedupe claim of its push (when dedupe is on).
+///
+/// Dropped before the handler answered, because the deadline passed or because the delivery
+/// itself was dropped first (its connection closed), it lets the handler finish in the
+/// background and records the push as answered `success`, the deadline's answer: a retry
+/// gets that answer instead of running the handler a second time.
+struct Running<E: Send + 'static> {
+    handler: Option<JoinHandle<Result<Reply, E>>>,
+    claim: Option<HeldClaim>,
+    push: String,
+}
+
+impl<E: Send + 'static> Drop for Running<E> {
+    fn drop(&mut self) {
+        let Some(handler) = self.handler.take() else {
+            return;
+        };
+        let push = std::mem::take(&mut self.push);
+        let claim = self.claim.take();
+        // Outside a runtime (it is being dropped), the handler's task is gone as well.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Some(claim) = &claim {
+                claim.complete(&Reply::Success).await;
+            }
+            let outcome = handler.await;
+            drop(claim);
+            report_late(&push, outcome);
+        });
     }
 }
 

@@ -9,7 +9,10 @@
 //!   too (encrypted for its own request);
 //! - a duplicate after a completed delivery gets the stored reply; the handler is not called;
 //! - a duplicate after a *failed* first attempt (handler error, panic, or the first request
-//!   dropped before it finished) is handled again: the claim is released, not kept.
+//!   dropped before it finished) is handled again: the claim is released, not kept. With
+//!   the [ack deadline](crate::deadline) inside, a dropped first request does not stop its
+//!   handler (it runs in its own task), so there it counts as answered `success`, as at the
+//!   deadline: the handler runs once.
 //!
 //! Entries expire (five minutes by default) and [`MemoryDedupeStore`] holds a bounded number
 //! of them. If the store itself fails, the push is handled anyway: a duplicate is better than a
@@ -18,7 +21,7 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -393,40 +396,65 @@ where
             let Some(owner) = owner else {
                 return inner.call(req).await.map(Into::into);
             };
-            // Released if the handler fails, panics, or this future is dropped first.
-            let guard = Release {
-                store: &*store,
-                key: &key,
-                owner: Some(owner),
-            };
+            // Released when the last holder lets go without completing it: the handler failed
+            // or panicked, or this future was dropped first. The request carries a second
+            // handle, which the ack deadline moves into the handler's task (see `HeldClaim`).
+            let claim = HeldClaim(Arc::new(ClaimInner {
+                store,
+                key,
+                owner,
+                ttl,
+                completed: AtomicBool::new(false),
+            }));
+            let mut req = req;
+            req.extensions_mut().insert(claim.clone());
             let reply: Reply = inner.call(req).await?.into();
-            guard.disarm();
-            if let Err(_e) = store.complete(&key, owner, &reply, ttl).await {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(%key, error = %_e, "dedupe store failed to record a reply");
-            }
+            claim.complete(&reply).await;
             Ok(reply)
         })
     }
 }
 
-/// Releases a claim when dropped armed.
-struct Release<'a> {
-    store: &'a dyn DedupeStore,
-    key: &'a str,
-    owner: Option<u64>,
+/// The claim of the delivery being handled.
+///
+/// Shared between the dedupe future and the request it passes on: when the handler runs in
+/// a task of its own ([`AckDeadline`](crate::deadline::AckDeadline)), the deadline layer
+/// takes the handle out of the request, so that a delivery dropped before the deadline does
+/// not release a push whose handler is still running (a retry would run it a second time).
+/// Released when the last handle is dropped uncompleted.
+#[derive(Clone)]
+pub(crate) struct HeldClaim(Arc<ClaimInner>);
+
+struct ClaimInner {
+    store: Arc<dyn DedupeStore>,
+    key: String,
+    owner: u64,
+    ttl: Duration,
+    completed: AtomicBool,
 }
 
-impl Release<'_> {
-    fn disarm(mut self) {
-        self.owner = None;
+impl HeldClaim {
+    /// Records `reply` as the push's answer, once (later calls do nothing).
+    pub(crate) async fn complete(&self, reply: &Reply) {
+        let claim = &*self.0;
+        if claim.completed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(_e) = claim
+            .store
+            .complete(&claim.key, claim.owner, reply, claim.ttl)
+            .await
+        {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(key = %claim.key, error = %_e, "dedupe store failed to record a reply");
+        }
     }
 }
 
-impl Drop for Release<'_> {
+impl Drop for ClaimInner {
     fn drop(&mut self) {
-        if let Some(owner) = self.owner {
-            self.store.release(self.key, owner);
+        if !*self.completed.get_mut() {
+            self.store.release(&self.key, self.owner);
         }
     }
 }

@@ -325,6 +325,59 @@ async fn a_slow_handler_is_answered_success_at_the_deadline_and_still_finishes()
 }
 
 #[tokio::test]
+async fn a_delivery_dropped_before_the_deadline_is_not_handled_twice() {
+    let case = Case::new(0);
+    let xml = case.format("xml");
+    let gate = Arc::new(Notify::new());
+    let finished = Arc::new(Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (gate, finished, calls) = (gate.clone(), finished.clone(), calls.clone());
+        service_fn(move |_: Request<Message>| {
+            let (gate, finished) = (gate.clone(), finished.clone());
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                gate.notified().await;
+                finished.notify_one();
+                Ok::<_, Infallible>(Reply::text("too late"))
+            }
+        })
+    };
+    let svc = case
+        .layer()
+        .dedupe(MemoryDedupeStore::new(10))
+        .ack_deadline(Duration::from_secs(30))
+        .layer(handler);
+    let req = || {
+        request(
+            Method::POST,
+            &case.plain_query(),
+            s(xml, "plaintext").to_owned(),
+        )
+    };
+    // The first delivery goes away (say its connection closed) long before the deadline.
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(100), svc.clone().oneshot(req())).await;
+    assert!(dropped.is_err(), "the first delivery hangs until dropped");
+    // Its handler still runs in its task, so a retry is answered `success` at once, as the
+    // deadline would have answered, instead of running the handler a second time.
+    let res = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(req()))
+        .await
+        .expect("the retry is answered without waiting for the handler")
+        .unwrap();
+    assert_eq!(body_string(res.into_body()).await, "success");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The handler finishes in the background; later deliveries still get the recorded answer.
+    gate.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), finished.notified())
+        .await
+        .unwrap();
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(body_string(res.into_body()).await, "success");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn the_same_query_with_another_body_is_401() {
     let case = Case::new(0);
     let xml = case.format("xml");
