@@ -119,7 +119,7 @@ impl Reply {
 
     /// Whether this is `Success` or `Empty`: a bare acknowledgement, never encrypted.
     pub fn is_ack(&self) -> bool {
-        matches!(self, Self::Success | Self::Empty)
+        self.ack_body().is_some()
     }
 
     /// The fixed body of an acknowledgement (`success`, or nothing); `None` for a reply
