@@ -396,19 +396,25 @@ where
             let Some(owner) = owner else {
                 return inner.call(req).await.map(Into::into);
             };
-            // Released when the last holder lets go without completing it: the handler failed
-            // or panicked, or this future was dropped first. The request carries a second
-            // handle, which the ack deadline moves into the handler's task (see `HeldClaim`).
+            // Released at once if the handler fails; if it panics or this future is dropped
+            // first, when the last holder lets go. The request carries a second handle, which
+            // the ack deadline moves into the handler's task (see `HeldClaim`).
             let claim = HeldClaim(Arc::new(ClaimInner {
                 store,
                 key,
                 owner,
                 ttl,
-                completed: AtomicBool::new(false),
+                settled: AtomicBool::new(false),
             }));
             let mut req = req;
             req.extensions_mut().insert(claim.clone());
-            let reply: Reply = inner.call(req).await?.into();
+            let reply: Reply = match inner.call(req).await {
+                Ok(reply) => reply.into(),
+                Err(e) => {
+                    claim.release();
+                    return Err(e);
+                }
+            };
             claim.complete(&reply).await;
             Ok(reply)
         })
@@ -430,14 +436,15 @@ struct ClaimInner {
     key: String,
     owner: u64,
     ttl: Duration,
-    completed: AtomicBool,
+    /// Completed or released: nothing more to do.
+    settled: AtomicBool,
 }
 
 impl HeldClaim {
-    /// Records `reply` as the push's answer, once (later calls do nothing).
+    /// Records `reply` as the push's answer, unless already settled.
     pub(crate) async fn complete(&self, reply: &Reply) {
         let claim = &*self.0;
-        if claim.completed.swap(true, Ordering::AcqRel) {
+        if claim.settled.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Err(_e) = claim
@@ -449,13 +456,24 @@ impl HeldClaim {
             tracing::warn!(key = %claim.key, error = %_e, "dedupe store failed to record a reply");
         }
     }
+
+    /// Frees the push for the next delivery, unless already settled.
+    fn release(&self) {
+        self.0.release();
+    }
+}
+
+impl ClaimInner {
+    fn release(&self) {
+        if !self.settled.swap(true, Ordering::AcqRel) {
+            self.store.release(&self.key, self.owner);
+        }
+    }
 }
 
 impl Drop for ClaimInner {
     fn drop(&mut self) {
-        if !*self.completed.get_mut() {
-            self.store.release(&self.key, self.owner);
-        }
+        self.release();
     }
 }
 

@@ -256,6 +256,50 @@ async fn a_failed_first_attempt_is_handled_again() {
 }
 
 #[tokio::test]
+async fn a_failed_attempt_is_released_even_if_the_handler_kept_its_request() {
+    let case = Case::new(0);
+    let xml = case.format("xml");
+    // The first call fails but keeps its request alive (here: stashed away).
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (kept, calls) = (kept.clone(), calls.clone());
+        service_fn(move |req: Request<Message>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            kept.lock().unwrap().push(req);
+            async move {
+                if n == 0 {
+                    Err("handler failed")
+                } else {
+                    Ok(Reply::Success)
+                }
+            }
+        })
+    };
+    let svc = case
+        .layer()
+        .dedupe(MemoryDedupeStore::new(10))
+        .layer(handler);
+    let req = || {
+        request(
+            Method::POST,
+            &case.plain_query(),
+            s(xml, "plaintext").to_owned(),
+        )
+    };
+    assert_eq!(
+        svc.clone().oneshot(req()).await.unwrap_err(),
+        "handler failed"
+    );
+    let res = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(req()))
+        .await
+        .expect("the retry is handled at once, not after the claim's lease")
+        .unwrap();
+    assert_eq!(body_string(res.into_body()).await, "success");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_slow_handler_is_answered_success_at_the_deadline_and_still_finishes() {
     let case = Case::new(0);
     let xml = case.format("xml");
