@@ -210,11 +210,12 @@ where
         config,
         query,
     } = pending;
+    let (message, info, reply_to) = push::open(&config, query, buf)?;
+    // Only a push that passed every check is remembered (and its body hashed).
     let check = config
         .replay
         .as_ref()
-        .map(|store| replay::check(store.clone(), &config, &query, buf));
-    let (message, info, reply_to) = push::open(&config, query, buf)?;
+        .map(|store| replay::check(store.clone(), &config, info.query(), buf));
     let mut request = Request::from_parts(parts, message);
     request.extensions_mut().insert(info);
     let opened = Opened {
