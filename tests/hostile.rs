@@ -21,11 +21,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use common::*;
 use http::Request;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tower::service_fn;
 use wechat_push::{crypto, signature, Message, DEFAULT_BODY_LIMIT};
 
@@ -2293,21 +2290,7 @@ async fn server(fx: &Fx, calls: Counter) -> SocketAddr {
             echo(req).await
         }
     });
-    let svc = fx.case.layer().layer(handler);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let svc = TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_hyper(fx.case.layer().layer(handler)).await
 }
 
 /// Sends one row; for a slow drip, also sends valid pushes on other connections meanwhile and
