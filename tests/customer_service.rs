@@ -12,12 +12,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use common::{plain_query, Case};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -136,17 +132,8 @@ async fn request(
     path_and_query: &str,
     body: &str,
 ) -> (StatusCode, String) {
-    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path_and_query}"))
-        .header("content-type", "text/xml")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let res = client.request(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (parts.status, String::from_utf8(body.to_vec()).unwrap())
+    let (status, _, body) = common::send(addr, method, path_and_query, body).await;
+    (status, body)
 }
 
 async fn post(addr: SocketAddr, path_and_query: &str, body: &str) -> (StatusCode, String) {

@@ -13,9 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use tokio::sync::Notify;
 use tower::{service_fn, Service, ServiceExt};
 use wechat_push::dedupe::MemoryDedupeStore;
@@ -24,14 +22,8 @@ use wechat_push::replay::MemoryReplayStore;
 use wechat_push::{crypto, signature, Message, Rejection, Reply};
 
 async fn post(addr: SocketAddr, query: &str, body: &str) -> (StatusCode, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = Request::post(format!("http://{addr}/wechat?{query}"))
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let res = client.request(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
+    let (status, _, body) = send(addr, Method::POST, &format!("/wechat?{query}"), body).await;
+    (status, body)
 }
 
 /// A handler that counts its calls and echoes text.

@@ -7,12 +7,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{service_fn, ServiceBuilder};
@@ -23,25 +19,6 @@ async fn serve_axum(router: axum::Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr
-}
-
-async fn send(
-    addr: SocketAddr,
-    method: Method,
-    path_and_query: &str,
-    body: &str,
-) -> (StatusCode, http::HeaderMap, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path_and_query}"))
-        .header("content-type", "text/xml")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let res = client.request(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    (parts.status, parts.headers, body)
 }
 
 /// The three pushes of the issue: a plaintext XML push, a safe-mode JSON push, and an
