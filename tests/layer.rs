@@ -322,11 +322,7 @@ async fn encryption_modes() {
     // require_encryption refuses plaintext pushes.
     let (status, rejection, _) = rejected(
         case.layer().require_encryption(true),
-        request(
-            Method::POST,
-            &case.plain_query(),
-            s(xml, "plaintext").to_owned(),
-        ),
+        case.plain_push("xml"),
     )
     .await;
     assert_eq!(
@@ -545,11 +541,7 @@ async fn replies_are_encoded_in_the_push_format_and_sealed_when_encrypted() {
         let res = case
             .layer()
             .layer(service_fn(echo))
-            .oneshot(request(
-                Method::POST,
-                &case.plain_query(),
-                s(f, "plaintext").to_owned(),
-            ))
+            .oneshot(case.plain_push(format))
             .await
             .unwrap();
         let ctype = res.headers()[header::CONTENT_TYPE]
@@ -670,11 +662,7 @@ async fn acknowledgements_are_never_encrypted() {
     let res = case
         .layer()
         .layer(handler)
-        .oneshot(request(
-            Method::POST,
-            &case.plain_query(),
-            s(f, "plaintext").to_owned(),
-        ))
+        .oneshot(case.plain_push("xml"))
         .await
         .unwrap();
     assert_eq!(body_string(res.into_body()).await, "success");
@@ -683,16 +671,11 @@ async fn acknowledgements_are_never_encrypted() {
 #[tokio::test]
 async fn handler_errors_pass_through() {
     let case = Case::new(0);
-    let f = case.format("xml");
     let handler = service_fn(|_: Request<Message>| async { Err::<Reply, _>("handler failed") });
     let err = case
         .layer()
         .layer(handler)
-        .oneshot(request(
-            Method::POST,
-            &case.plain_query(),
-            s(f, "plaintext").to_owned(),
-        ))
+        .oneshot(case.plain_push("xml"))
         .await
         .unwrap_err();
     assert_eq!(err, "handler failed");
@@ -701,18 +684,13 @@ async fn handler_errors_pass_through() {
 #[tokio::test]
 async fn a_concurrency_limit_inside_works() {
     let case = Case::new(0);
-    let f = case.format("xml");
     let svc = ServiceBuilder::new()
         .layer(case.layer())
         .concurrency_limit(1)
         .service_fn(echo);
     let mut svc = svc;
     for _ in 0..3 {
-        let req = request(
-            Method::POST,
-            &case.plain_query(),
-            s(f, "plaintext").to_owned(),
-        );
+        let req = case.plain_push("xml");
         let res = ServiceExt::<Request<http_body_util::Full<Bytes>>>::ready(&mut svc)
             .await
             .unwrap()
@@ -722,16 +700,8 @@ async fn a_concurrency_limit_inside_works() {
         assert_eq!(res.status(), StatusCode::OK);
     }
     // Two in flight at once: the second waits for the permit, neither panics.
-    let a = svc.clone().oneshot(request(
-        Method::POST,
-        &case.plain_query(),
-        s(f, "plaintext").to_owned(),
-    ));
-    let b = svc.clone().oneshot(request(
-        Method::POST,
-        &case.plain_query(),
-        s(f, "plaintext").to_owned(),
-    ));
+    let a = svc.clone().oneshot(case.plain_push("xml"));
+    let b = svc.clone().oneshot(case.plain_push("xml"));
     let (a, b) = tokio::join!(a, b);
     assert_eq!(
         (a.unwrap().status(), b.unwrap().status()),

@@ -173,7 +173,6 @@ async fn concurrent_deliveries_wait_for_the_first() {
 #[tokio::test]
 async fn a_failed_first_attempt_is_handled_again() {
     let case = Case::new(0);
-    let xml = case.format("xml");
     // First call: an error; second: a panic; third: success.
     let calls = Arc::new(AtomicUsize::new(0));
     let handler = {
@@ -191,13 +190,7 @@ async fn a_failed_first_attempt_is_handled_again() {
     };
     let store = Arc::new(MemoryDedupeStore::new(100));
     let svc = case.layer().dedupe(store.clone()).layer(handler);
-    let req = || {
-        request(
-            Method::POST,
-            &case.plain_query(),
-            s(xml, "plaintext").to_owned(),
-        )
-    };
+    let req = || case.plain_push("xml");
     assert_eq!(
         svc.clone().oneshot(req()).await.unwrap_err(),
         "handler failed"
@@ -250,7 +243,6 @@ async fn a_failed_first_attempt_is_handled_again() {
 #[tokio::test]
 async fn a_failed_attempt_is_released_even_if_the_handler_kept_its_request() {
     let case = Case::new(0);
-    let xml = case.format("xml");
     // The first call fails but keeps its request alive (here: stashed away).
     let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -272,13 +264,7 @@ async fn a_failed_attempt_is_released_even_if_the_handler_kept_its_request() {
         .layer()
         .dedupe(MemoryDedupeStore::new(10))
         .layer(handler);
-    let req = || {
-        request(
-            Method::POST,
-            &case.plain_query(),
-            s(xml, "plaintext").to_owned(),
-        )
-    };
+    let req = || case.plain_push("xml");
     assert_eq!(
         svc.clone().oneshot(req()).await.unwrap_err(),
         "handler failed"
@@ -349,21 +335,13 @@ async fn a_slow_handler_is_answered_success_at_the_deadline_and_still_finishes()
         .layer()
         .ack_deadline(Duration::from_secs(4))
         .layer(service_fn(echo));
-    let res = svc
-        .oneshot(request(
-            Method::POST,
-            &case.plain_query(),
-            s(xml, "plaintext").to_owned(),
-        ))
-        .await
-        .unwrap();
+    let res = svc.oneshot(case.plain_push("xml")).await.unwrap();
     assert!(body_string(res.into_body()).await.contains("hello"));
 }
 
 #[tokio::test]
 async fn a_delivery_dropped_before_the_deadline_is_not_handled_twice() {
     let case = Case::new(0);
-    let xml = case.format("xml");
     let gate = Arc::new(Notify::new());
     let finished = Arc::new(Notify::new());
     let calls = Arc::new(AtomicUsize::new(0));
@@ -384,13 +362,7 @@ async fn a_delivery_dropped_before_the_deadline_is_not_handled_twice() {
         .dedupe(MemoryDedupeStore::new(10))
         .ack_deadline(Duration::from_secs(30))
         .layer(handler);
-    let req = || {
-        request(
-            Method::POST,
-            &case.plain_query(),
-            s(xml, "plaintext").to_owned(),
-        )
-    };
+    let req = || case.plain_push("xml");
     // The first delivery goes away (say its connection closed) long before the deadline.
     let dropped =
         tokio::time::timeout(Duration::from_millis(100), svc.clone().oneshot(req())).await;

@@ -69,6 +69,14 @@ impl Case {
     pub fn plain_query(&self) -> String {
         plain_query(self.token(), &self.timestamp().to_string(), self.nonce())
     }
+    /// This case's plaintext push in `format` (`"xml"` or `"json"`), as a signed POST.
+    pub fn plain_push(&self, format: &str) -> Request<Full<Bytes>> {
+        request(
+            Method::POST,
+            &self.plain_query(),
+            s(self.format(format), "plaintext").to_owned(),
+        )
+    }
 }
 
 pub fn plain_query(token: &str, timestamp: &str, nonce: &str) -> String {
