@@ -92,7 +92,7 @@ impl CallbackQuery {
         }
         // Every piece was checked to be UTF-8 on its own, so the whole is.
         let buf = String::from_utf8(buf).map_err(|_| QueryError::Encoding("query"))?;
-        let value = |range: &Range<usize>| buf.get(range.clone()).unwrap_or_default();
+        let value = |range: &Range<usize>| value_in(&buf, range);
 
         let timestamp = timestamp.ok_or(QueryError::Missing("timestamp"))?;
         let timestamp_secs =
@@ -116,8 +116,7 @@ impl CallbackQuery {
     }
 
     fn value(&self, range: &Range<usize>) -> &str {
-        // Ranges come from `parse`, over this very buffer.
-        self.buf.get(range.clone()).unwrap_or_default()
+        value_in(&self.buf, range)
     }
 
     /// `signature`: SHA-1 over token, timestamp and nonce, as hex.
@@ -250,6 +249,12 @@ fn parse_secs(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// A decoded value: `range` of `buf`. Ranges come from `parse`, over that very buffer, so the
+/// fallback is never used.
+fn value_in<'b>(buf: &'b str, range: &Range<usize>) -> &'b str {
+    buf.get(range.clone()).unwrap_or_default()
 }
 
 /// The non-empty `&`-separated pieces of a query string. (`str::split` with a `char` pattern
