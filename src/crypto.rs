@@ -32,8 +32,10 @@ use aes::cipher::{
 };
 use base64_simd::STANDARD;
 
-type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
-type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
+// Over a borrowed cipher: the key schedules are expanded once, when the key is configured,
+// and not copied per message.
+type Aes256CbcDec<'a> = cbc::Decryptor<&'a aes::Aes256>;
+type Aes256CbcEnc<'a> = cbc::Encryptor<&'a aes::Aes256>;
 
 /// PKCS#7 block size WeChat pads to: the key length, 32 (PROTOCOL.md §4.1).
 const PAD_BLOCK: usize = 32;
@@ -102,12 +104,12 @@ impl EncodingAesKey {
         &self.key[..16]
     }
 
-    fn encryptor(&self) -> Aes256CbcEnc {
-        Aes256CbcEnc::inner_iv_init(self.cipher.clone(), self.iv().into())
+    fn encryptor(&self) -> Aes256CbcEnc<'_> {
+        Aes256CbcEnc::inner_iv_init(&self.cipher, self.iv().into())
     }
 
-    fn decryptor(&self) -> Aes256CbcDec {
-        Aes256CbcDec::inner_iv_init(self.cipher.clone(), self.iv().into())
+    fn decryptor(&self) -> Aes256CbcDec<'_> {
+        Aes256CbcDec::inner_iv_init(&self.cipher, self.iv().into())
     }
 }
 
