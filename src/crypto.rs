@@ -32,6 +32,8 @@ use aes::cipher::{
 };
 use base64_simd::STANDARD;
 
+use crate::random;
+
 // Over a borrowed cipher: the key schedules are expanded once, when the key is configured,
 // and not copied per message.
 type Aes256CbcDec<'a> = cbc::Decryptor<&'a aes::Aes256>;
@@ -324,14 +326,7 @@ impl std::error::Error for DecryptError {}
 
 /// The operating system's random source failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RandomError(());
-
-/// `N` bytes from the operating system's random source, in one call.
-pub(crate) fn os_random<const N: usize>() -> Result<[u8; N], RandomError> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|_| RandomError(()))?;
-    Ok(bytes)
-}
+pub struct RandomError(pub(crate) ());
 
 impl fmt::Display for RandomError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -355,7 +350,7 @@ pub fn decrypt(
 
 /// Encrypts `msg` for `app_id` under a fresh random 16-byte prefix and returns `Encrypt`.
 pub fn encrypt(key: &EncodingAesKey, msg: &[u8], app_id: &str) -> Result<String, RandomError> {
-    Ok(encrypt_with_prefix(key, os_random()?, msg, app_id))
+    Ok(encrypt_with_prefix(key, random::os_random()?, msg, app_id))
 }
 
 /// Encrypts with a caller-chosen prefix: deterministic, for test vectors.

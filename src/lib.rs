@@ -18,6 +18,7 @@ mod layer;
 pub mod message;
 mod push;
 pub mod query;
+mod random;
 mod rejection;
 pub mod replay;
 pub mod reply;
