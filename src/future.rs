@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
@@ -43,7 +43,7 @@ pin_project! {
         Collect {
             #[pin]
             body: B,
-            buf: BytesMut,
+            buf: Collected,
             pending: Option<Pending<S>>,
         },
         /// The replay guard is looking the query up.
@@ -124,7 +124,7 @@ where
         Self {
             state: State::Collect {
                 body,
-                buf: BytesMut::with_capacity(expected.min(limit)),
+                buf: Collected::new(expected.min(limit)),
                 pending: Some(Pending {
                     parts,
                     inner,
@@ -200,7 +200,7 @@ where
 
 /// Opens the collected push, then asks the replay guard (when configured) or calls the
 /// handler.
-fn start<S, B>(pending: Pending<S>, buf: &mut BytesMut) -> Result<State<S, B>, Rejection>
+fn start<S, B>(pending: Pending<S>, buf: &Collected) -> Result<State<S, B>, Rejection>
 where
     S: Service<Request<Message>>,
 {
@@ -210,6 +210,7 @@ where
         config,
         query,
     } = pending;
+    let buf = buf.as_slice();
     let (message, info, reply_to) = push::open(&config, query, buf)?;
     // Only a push that passed every check is remembered (and its body hashed).
     let check = config
@@ -236,7 +237,7 @@ where
 /// Reads frames into `buf` until the body ends; 413 as soon as it crosses `limit`.
 fn collect<B: Body>(
     mut body: Pin<&mut B>,
-    buf: &mut BytesMut,
+    buf: &mut Collected,
     limit: usize,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Rejection>> {
@@ -246,19 +247,67 @@ fn collect<B: Body>(
             Some(Err(_)) => return Poll::Ready(Err(Rejection::BodyRead)),
             Some(Ok(frame)) => {
                 // Trailers carry nothing for us.
-                let Ok(mut data) = frame.into_data() else {
+                let Ok(data) = frame.into_data() else {
                     continue;
                 };
                 if buf.len().saturating_add(data.remaining()) > limit {
                     return Poll::Ready(Err(Rejection::BodyTooLarge { limit }));
                 }
-                while data.has_remaining() {
-                    let chunk = data.chunk();
-                    buf.extend_from_slice(chunk);
-                    let n = chunk.len();
-                    data.advance(n);
-                }
+                buf.push(data);
             }
+        }
+    }
+}
+
+/// The body read so far. A body that arrives in one frame, as a small push over HTTP/1.1
+/// does, is kept as that frame (no copy when it is [`Bytes`]); a second frame starts a copy.
+enum Collected {
+    Empty {
+        /// The capacity to copy into if a second frame comes: the body's announced size.
+        expected: usize,
+    },
+    One(Bytes, usize),
+    Many(BytesMut),
+}
+
+impl Collected {
+    fn new(expected: usize) -> Self {
+        Self::Empty { expected }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty { .. } => 0,
+            Self::One(first, _) => first.len(),
+            Self::Many(buf) => buf.len(),
+        }
+    }
+
+    fn push(&mut self, mut data: impl Buf) {
+        if !data.has_remaining() {
+            return;
+        }
+        match self {
+            Self::Empty { expected } => {
+                let expected = *expected;
+                *self = Self::One(data.copy_to_bytes(data.remaining()), expected);
+            }
+            Self::One(first, expected) => {
+                let needed = first.len().saturating_add(data.remaining());
+                let mut buf = BytesMut::with_capacity(needed.max(*expected));
+                buf.extend_from_slice(first);
+                buf.put(data);
+                *self = Self::Many(buf);
+            }
+            Self::Many(buf) => buf.put(data),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Empty { .. } => &[],
+            Self::One(first, _) => first,
+            Self::Many(buf) => buf,
         }
     }
 }

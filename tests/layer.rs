@@ -442,6 +442,45 @@ async fn body_over_the_limit_is_413() {
     );
 }
 
+#[tokio::test]
+async fn a_push_split_across_frames_reads_as_one() {
+    let case = Case::new(0);
+    for format in ["xml", "json"] {
+        let whole = Bytes::from(s(case.format(format), "plaintext").to_owned());
+        let one = case
+            .layer()
+            .layer(service_fn(echo))
+            .oneshot(case.plain_push(format))
+            .await
+            .unwrap();
+        assert_eq!(one.status(), StatusCode::OK);
+        let expected = body_string(one.into_body()).await;
+        // Empty frames, single bytes and larger pieces, in that order.
+        let mut frames = std::collections::VecDeque::from([Bytes::new()]);
+        let (head, rest) = whole.split_at(3);
+        frames.extend(head.iter().map(|&b| Bytes::copy_from_slice(&[b])));
+        frames.push_back(Bytes::new());
+        frames.extend(rest.chunks(17).map(Bytes::copy_from_slice));
+        let body = CountingBody {
+            frames,
+            polled: Default::default(),
+        };
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/wechat?{}", case.plain_query()))
+            .body(body)
+            .unwrap();
+        let split = case
+            .layer()
+            .layer(service_fn(echo))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(split.status(), StatusCode::OK, "{format}");
+        assert_eq!(body_string(split.into_body()).await, expected, "{format}");
+    }
+}
+
 /// A body that panics when polled: proves the layer never read it.
 struct PanicBody;
 
