@@ -41,8 +41,8 @@ type Aes256CbcEnc<'a> = cbc::Encryptor<&'a aes::Aes256>;
 
 /// PKCS#7 block size WeChat pads to: the key length, 32 (PROTOCOL.md §4.1).
 const PAD_BLOCK: usize = 32;
-/// `random(16) | msg_len(4)`.
-const HEADER: usize = 20;
+/// `random(16) | msg_len(4)`: the room [`seal_in_place`] expects before the message.
+pub(crate) const HEADER: usize = 20;
 
 /// The 32-byte AES key behind a 43-character `EncodingAESKey`.
 ///
@@ -362,25 +362,47 @@ pub fn encrypt_with_prefix(
     msg: &[u8],
     app_id: &str,
 ) -> String {
-    let unpadded = HEADER + msg.len() + app_id.len();
-    let pad = PAD_BLOCK - unpadded % PAD_BLOCK;
-    let mut buf = Vec::with_capacity(unpadded + pad);
-    buf.extend_from_slice(&prefix);
-    // A WeChat message is far below 4 GiB; saturate rather than wrap for absurd inputs.
-    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
-    buf.extend_from_slice(&len.to_be_bytes());
+    let mut buf = Vec::with_capacity(sealed_len(msg.len(), app_id));
+    buf.resize(HEADER, 0);
     buf.extend_from_slice(msg);
+    let cipher = seal_in_place(key, prefix, &mut buf, app_id);
+    STANDARD.encode_to_string(cipher)
+}
+
+/// The cipher text length for a message of `msg_len` bytes.
+pub(crate) fn sealed_len(msg_len: usize, app_id: &str) -> usize {
+    let unpadded = HEADER + msg_len + app_id.len();
+    unpadded + PAD_BLOCK - unpadded % PAD_BLOCK
+}
+
+/// Encrypts, in place, a buffer that holds [`HEADER`] bytes of room followed by the
+/// message: fills in the prefix and length, appends the AppID and the padding, and returns
+/// the cipher text (the whole buffer).
+pub(crate) fn seal_in_place<'a>(
+    key: &EncodingAesKey,
+    prefix: [u8; 16],
+    buf: &'a mut Vec<u8>,
+    app_id: &str,
+) -> &'a [u8] {
+    let msg_len = buf.len().saturating_sub(HEADER);
+    // A WeChat message is far below 4 GiB; saturate rather than wrap for absurd inputs.
+    let len = u32::try_from(msg_len).unwrap_or(u32::MAX);
+    if let Some(header) = buf.get_mut(..HEADER) {
+        header[..16].copy_from_slice(&prefix);
+        header[16..].copy_from_slice(&len.to_be_bytes());
+    }
     buf.extend_from_slice(app_id.as_bytes());
-    // `pad` is 1..=32, so it fits in a byte.
-    buf.resize(unpadded + pad, pad as u8);
-    let total = buf.len();
+    let unpadded = buf.len();
+    let total = sealed_len(msg_len, app_id);
+    // The padding length is 1..=32, so it fits in a byte.
+    buf.resize(total, (total - unpadded) as u8);
     let sealed = key
         .encryptor()
-        .encrypt_padded_mut::<NoPadding>(&mut buf, total)
+        .encrypt_padded_mut::<NoPadding>(buf, total)
         // The buffer is a whole number of blocks, which is all NoPadding asks.
         .map(|c| c.len())
         .unwrap_or(0);
-    STANDARD.encode_to_string(&buf[..sealed])
+    &buf[..sealed]
 }
 
 fn decode_base64(encrypt: &str) -> Result<Vec<u8>, DecryptError> {

@@ -7,12 +7,12 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 
 use crate::body::ResponseBody;
 use crate::codec::{self, Envelope, Format};
-use crate::crypto::{KeyId, KeyRing, RandomError};
+use crate::crypto::KeyId;
 use crate::layer::Config;
 use crate::message::Message;
 use crate::query::{CallbackQuery, EncryptType, QueryError};
 use crate::rejection::Rejection;
-use crate::reply::{self, Reply};
+use crate::reply::{self, Reply, Sealer};
 use crate::signature;
 
 /// What the layer verified about a push. The inner service finds it in the request's
@@ -176,13 +176,15 @@ pub(crate) fn answer(config: &Config, to: &ReplyTo, reply: &Reply) -> Response<R
         return text_response(StatusCode::OK, Bytes::from_static(ack));
     }
     let now = config.now();
-    let document = reply.encode(to.format, &to.to_user, &to.from_user, now);
     let body = match (to.key, &config.keys) {
-        (Some(id), Some(keys)) => match seal(config, keys, id, to.format, &document, now) {
-            Ok(sealed) => sealed,
-            Err(_) => return Rejection::Random.into_response(),
-        },
-        _ => document,
+        (Some(id), Some(keys)) => {
+            let sealer = Sealer::new(to.format, keys.key(id), keys.app_id(), &config.token, now);
+            match reply::seal_reply(reply, &to.to_user, &to.from_user, sealer) {
+                Ok(sealed) => sealed,
+                Err(_) => return Rejection::Random.into_response(),
+            }
+        }
+        _ => reply.encode(to.format, &to.to_user, &to.from_user, now),
     };
     let mut response = Response::new(ResponseBody::new(Bytes::from(body)));
     response.headers_mut().insert(
@@ -190,24 +192,6 @@ pub(crate) fn answer(config: &Config, to: &ReplyTo, reply: &Reply) -> Response<R
         HeaderValue::from_static(to.format.content_type()),
     );
     response
-}
-
-fn seal(
-    config: &Config,
-    keys: &KeyRing,
-    id: KeyId,
-    format: Format,
-    document: &[u8],
-    now: u64,
-) -> Result<Vec<u8>, RandomError> {
-    reply::seal(
-        format,
-        keys.key(id),
-        keys.app_id(),
-        &config.token,
-        document,
-        now,
-    )
 }
 
 fn text_response(status: StatusCode, body: Bytes) -> Response<ResponseBody> {

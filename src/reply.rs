@@ -18,10 +18,12 @@
 //! assert_eq!(Reply::Success.encode(Format::Xml, "openid", "gh_id", 0), b"success");
 //! ```
 
+use base64_simd::STANDARD;
+
 use crate::codec::{self, Format};
 use crate::crypto::{self, EncodingAesKey, RandomError};
 use crate::random;
-use crate::signature;
+use crate::signature::{self, Signature};
 
 /// What the handler answers to a push.
 ///
@@ -158,10 +160,29 @@ impl Reply {
         from_user: &str,
         create_time: u64,
     ) -> Vec<u8> {
+        self.write_to(
+            Vec::with_capacity(256),
+            format,
+            to_user,
+            from_user,
+            create_time,
+        )
+    }
+
+    /// [`Reply::encode`], appended to `out`.
+    fn write_to(
+        &self,
+        mut out: Vec<u8>,
+        format: Format,
+        to_user: &str,
+        from_user: &str,
+        create_time: u64,
+    ) -> Vec<u8> {
         let Some(msg_type) = self.msg_type() else {
-            return self.ack_body().unwrap_or_default().to_vec();
+            out.extend_from_slice(self.ack_body().unwrap_or_default());
+            return out;
         };
-        let mut w = Writer::new(format);
+        let mut w = Writer::new(format, out);
         w.open();
         w.text("ToUserName", to_user);
         w.text("FromUserName", from_user);
@@ -244,15 +265,85 @@ pub fn seal(
     document: &[u8],
     timestamp: u64,
 ) -> Result<Vec<u8>, RandomError> {
-    let random: [u8; 24] = random::os_random()?;
-    let (prefix, nonce) = random.split_at(16);
-    let prefix: [u8; 16] = prefix.try_into().unwrap_or_default();
-    let nonce: [u8; 8] = nonce.try_into().unwrap_or_default();
-    // Ten decimal digits, the shape of WeChat's own nonces.
-    let mut digits = itoa_buf();
-    let nonce = fmt_u64(&mut digits, u64::from_le_bytes(nonce) % 10_000_000_000);
-    let encrypt = crypto::encrypt_with_prefix(key, prefix, document, app_id);
-    Ok(envelope(format, token, &encrypt, timestamp, nonce))
+    let mut buf = Vec::with_capacity(crypto::sealed_len(document.len(), app_id));
+    buf.resize(crypto::HEADER, 0);
+    buf.extend_from_slice(document);
+    let sealer = Sealer::new(format, key, app_id, token, timestamp);
+    Ok(sealer.seal(buf, random::os_random()?))
+}
+
+/// Encodes `reply` for an encrypted push and seals it: [`Reply::encode`] then [`seal`], with
+/// the document written straight into the buffer that is encrypted.
+pub(crate) fn seal_reply(
+    reply: &Reply,
+    to_user: &str,
+    from_user: &str,
+    sealer: Sealer<'_>,
+) -> Result<Vec<u8>, RandomError> {
+    let random = random::os_random()?;
+    let mut buf = Vec::with_capacity(512);
+    buf.resize(crypto::HEADER, 0);
+    let buf = reply.write_to(buf, sealer.format, to_user, from_user, sealer.timestamp);
+    Ok(sealer.seal(buf, random))
+}
+
+/// What sealing a reply needs besides the document and the randomness.
+pub(crate) struct Sealer<'a> {
+    pub(crate) format: Format,
+    pub(crate) key: &'a EncodingAesKey,
+    pub(crate) app_id: &'a str,
+    pub(crate) token: &'a str,
+    pub(crate) timestamp: u64,
+}
+
+impl<'a> Sealer<'a> {
+    pub(crate) fn new(
+        format: Format,
+        key: &'a EncodingAesKey,
+        app_id: &'a str,
+        token: &'a str,
+        timestamp: u64,
+    ) -> Self {
+        Self {
+            format,
+            key,
+            app_id,
+            token,
+            timestamp,
+        }
+    }
+
+    /// Encrypts `buf` ([`crypto::HEADER`] bytes of room, then the document) in place and
+    /// writes the envelope, base64 going straight into it. `random` gives the prefix (16
+    /// bytes) and the nonce (8).
+    fn seal(&self, mut buf: Vec<u8>, random: [u8; 24]) -> Vec<u8> {
+        let (prefix, nonce) = random.split_at(16);
+        let prefix: [u8; 16] = prefix.try_into().unwrap_or_default();
+        let nonce: [u8; 8] = nonce.try_into().unwrap_or_default();
+        // Ten decimal digits, the shape of WeChat's own nonces.
+        let mut nonce_digits = itoa_buf();
+        let nonce = fmt_u64(
+            &mut nonce_digits,
+            u64::from_le_bytes(nonce) % 10_000_000_000,
+        );
+        let mut ts_digits = itoa_buf();
+        let ts = fmt_u64(&mut ts_digits, self.timestamp);
+        let cipher = crypto::seal_in_place(self.key, prefix, &mut buf, self.app_id);
+        let mut out = Vec::with_capacity(cipher.len().div_ceil(3) * 4 + 160);
+        // Base64 needs no CDATA splitting and no JSON escaping.
+        let (open, close): (&[u8], &[u8]) = match self.format {
+            Format::Xml => (b"<xml>\n<Encrypt><![CDATA[", b"]]></Encrypt>"),
+            Format::Json => (b"{\"Encrypt\":\"", b"\""),
+        };
+        out.extend_from_slice(open);
+        let start = out.len();
+        STANDARD.encode_append(cipher, &mut out);
+        let encrypt = std::str::from_utf8(&out[start..]).unwrap_or_default();
+        let sig = signature::sign_message(self.token, ts, nonce, encrypt);
+        out.extend_from_slice(close);
+        envelope_tail(&mut out, self.format, &sig, ts, nonce);
+        out
+    }
 }
 
 /// Writes the encrypted-reply envelope around an `Encrypt` value, signing it with `token`.
@@ -267,34 +358,47 @@ pub fn envelope(
 ) -> Vec<u8> {
     let mut digits = itoa_buf();
     let ts = fmt_u64(&mut digits, timestamp);
-    let sig = signature::sign_message(token, ts, nonce, encrypt).to_hex();
-    let sig = std::str::from_utf8(&sig).unwrap_or_default();
+    let sig = signature::sign_message(token, ts, nonce, encrypt);
     let mut out = Vec::with_capacity(encrypt.len() + 160);
     match format {
         Format::Xml => {
             out.extend_from_slice(b"<xml>\n<Encrypt>");
             cdata(&mut out, encrypt);
-            out.extend_from_slice(b"</Encrypt>\n<MsgSignature>");
-            cdata(&mut out, sig);
-            out.extend_from_slice(b"</MsgSignature>\n<TimeStamp>");
-            out.extend_from_slice(ts.as_bytes());
-            out.extend_from_slice(b"</TimeStamp>\n<Nonce>");
-            cdata(&mut out, nonce);
-            out.extend_from_slice(b"</Nonce>\n</xml>");
+            out.extend_from_slice(b"</Encrypt>");
         }
         Format::Json => {
             out.extend_from_slice(b"{\"Encrypt\":");
             json_string(&mut out, encrypt);
+        }
+    }
+    envelope_tail(&mut out, format, &sig, ts, nonce);
+    out
+}
+
+/// The envelope after `Encrypt`: signature, timestamp, nonce, end of document.
+fn envelope_tail(out: &mut Vec<u8>, format: Format, sig: &Signature, ts: &str, nonce: &str) {
+    let sig = sig.to_hex();
+    let sig = std::str::from_utf8(&sig).unwrap_or_default();
+    match format {
+        Format::Xml => {
+            out.extend_from_slice(b"\n<MsgSignature>");
+            cdata(out, sig);
+            out.extend_from_slice(b"</MsgSignature>\n<TimeStamp>");
+            out.extend_from_slice(ts.as_bytes());
+            out.extend_from_slice(b"</TimeStamp>\n<Nonce>");
+            cdata(out, nonce);
+            out.extend_from_slice(b"</Nonce>\n</xml>");
+        }
+        Format::Json => {
             out.extend_from_slice(b",\"MsgSignature\":");
-            json_string(&mut out, sig);
+            json_string(out, sig);
             out.extend_from_slice(b",\"TimeStamp\":");
             out.extend_from_slice(ts.as_bytes());
             out.extend_from_slice(b",\"Nonce\":");
-            json_string(&mut out, nonce);
+            json_string(out, nonce);
             out.push(b'}');
         }
     }
-    out
 }
 
 /// A minimal writer for the flat documents replies are: XML elements with CDATA text, or a
@@ -307,10 +411,10 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(format: Format) -> Self {
+    fn new(format: Format, out: Vec<u8>) -> Self {
         Self {
             format,
-            out: Vec::with_capacity(256),
+            out,
             comma: false,
         }
     }
@@ -501,6 +605,38 @@ fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_place_sealing_matches_the_public_steps() {
+        // The request path encodes into the cipher buffer and base64-encodes into the
+        // envelope; it must give the bytes that encode + encrypt_with_prefix + envelope give.
+        let key = EncodingAesKey::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap();
+        let long = "长".repeat(300);
+        for format in [Format::Xml, Format::Json] {
+            for reply in [Reply::text("hi ]]> \"there\""), Reply::text(long.as_str())] {
+                let mut random = [0u8; 24];
+                random[..16].copy_from_slice(b"0123456789abcdef");
+                random[16..].copy_from_slice(&1_234_567_890u64.to_le_bytes());
+                let sealer = Sealer::new(format, &key, "wx1234567890abcdef", "tok", 1_714_200_000);
+                let mut buf = vec![0; crypto::HEADER];
+                buf = reply.write_to(buf, format, "oUser", "gh_x", 1_714_200_000);
+                let fast = sealer.seal(buf, random);
+
+                let document = reply.encode(format, "oUser", "gh_x", 1_714_200_000);
+                let encrypt = crypto::encrypt_with_prefix(
+                    &key,
+                    *b"0123456789abcdef",
+                    &document,
+                    "wx1234567890abcdef",
+                );
+                let slow = envelope(format, "tok", &encrypt, 1_714_200_000, "1234567890");
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(slow).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn cdata_splits_terminators() {
