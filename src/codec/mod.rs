@@ -282,9 +282,12 @@ fn parse_u64(s: &str) -> Option<u64> {
 }
 
 /// The fields of a document (or of one nested node) in order, before typing.
+///
+/// Typing takes fields out by name; a taken field leaves a `None` in its place, so taking
+/// never shifts the rest and what is left keeps its document order.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Doc<'a> {
-    entries: Vec<(Cow<'a, str>, Raw<'a>)>,
+    entries: Vec<(Cow<'a, str>, Option<Raw<'a>>)>,
 }
 
 impl<'a> Doc<'a> {
@@ -298,24 +301,25 @@ impl<'a> Doc<'a> {
         Doc {
             entries: fields
                 .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), Raw::from_value(v)))
+                .map(|(k, v)| (Cow::Owned(k), Some(Raw::from_value(v))))
                 .collect(),
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.iter().filter(|(_, v)| v.is_some()).count()
     }
 
     pub(crate) fn push(&mut self, name: Cow<'a, str>, value: Raw<'a>) {
-        self.entries.push((name, value));
+        self.entries.push((name, Some(value)));
     }
 
+    /// The index of the only field still in place named `name`.
     fn find_unique(&self, name: &'static str) -> Result<Option<usize>, DecodeError> {
         let mut found = None;
-        for (i, (k, _)) in self.entries.iter().enumerate() {
-            if k == name {
+        for (i, (k, v)) in self.entries.iter().enumerate() {
+            if v.is_some() && k == name {
                 if found.is_some() {
                     return Err(DecodeError::duplicate(name));
                 }
@@ -327,7 +331,10 @@ impl<'a> Doc<'a> {
 
     /// Removes and returns the only value named `name` (several → error).
     pub(crate) fn take(&mut self, name: &'static str) -> Result<Option<Raw<'a>>, DecodeError> {
-        Ok(self.find_unique(name)?.map(|i| self.entries.remove(i).1))
+        Ok(self
+            .find_unique(name)?
+            .and_then(|i| self.entries.get_mut(i))
+            .and_then(|(_, v)| v.take()))
     }
 
     /// Like [`take`](Self::take), but leaves the value in place (to stay an
@@ -340,29 +347,23 @@ impl<'a> Doc<'a> {
         let Some(i) = self.find_unique(name)? else {
             return Ok(None);
         };
-        let Some((_, raw)) = self.entries.get(i) else {
+        let Some((_, slot)) = self.entries.get_mut(i) else {
             return Ok(None);
         };
-        let Some(t) = f(raw) else { return Ok(None) };
-        self.entries.remove(i);
+        let Some(t) = slot.as_ref().and_then(f) else {
+            return Ok(None);
+        };
+        *slot = None;
         Ok(Some(t))
     }
 
     /// Removes and returns every value named `name`, in order.
     pub(crate) fn take_all(&mut self, name: &str) -> Vec<Raw<'a>> {
-        let mut out = Vec::new();
-        if self.entries.iter().any(|(k, _)| k == name) {
-            let mut keep = Vec::with_capacity(self.entries.len());
-            for (k, v) in self.entries.drain(..) {
-                if k == name {
-                    out.push(v);
-                } else {
-                    keep.push((k, v));
-                }
-            }
-            self.entries = keep;
-        }
-        out
+        self.entries
+            .iter_mut()
+            .filter(|(k, _)| k == name)
+            .filter_map(|(_, v)| v.take())
+            .collect()
     }
 
     pub(crate) fn required(&mut self, name: &'static str) -> Result<Raw<'a>, DecodeError> {
@@ -380,7 +381,7 @@ impl<'a> Doc<'a> {
     pub(crate) fn into_fields(self) -> Fields {
         self.entries
             .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.into_value()))
+            .filter_map(|(k, v)| v.map(|v| (k.into_owned(), v.into_value())))
             .collect()
     }
 }
