@@ -56,7 +56,9 @@ impl CallbackQuery {
     ///
     /// `signature`, `timestamp` and `nonce` are required; `timestamp` must be decimal seconds.
     pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let mut buf = Vec::with_capacity(query.len());
+        // WeChat's queries carry no escapes; one scan tells whether any piece needs decoding.
+        let escaped = memchr::memchr(b'%', query.as_bytes()).is_some();
+        let mut buf = String::with_capacity(query.len());
         let mut signature = None;
         let mut timestamp = None;
         let mut nonce = None;
@@ -72,7 +74,11 @@ impl CallbackQuery {
             let (Some(raw_name), Some(raw_value)) = (raw_name, raw_value) else {
                 continue;
             };
-            let name = percent_decode(raw_name).ok_or(QueryError::Encoding("parameter name"))?;
+            let name = if escaped {
+                percent_decode(raw_name).ok_or(QueryError::Encoding("parameter name"))?
+            } else {
+                Cow::Borrowed(raw_name)
+            };
             let (slot, param) = match name.as_ref() {
                 "signature" => (&mut signature, Param::Signature),
                 "timestamp" => (&mut timestamp, Param::Timestamp),
@@ -86,12 +92,14 @@ impl CallbackQuery {
             if slot.is_some() {
                 return Err(QueryError::Repeated(param.name()));
             }
-            let value = percent_decode_into(raw_value, &mut buf)
-                .ok_or(QueryError::Encoding(param.name()))?;
-            *slot = Some(value);
+            let start = buf.len();
+            if escaped {
+                buf.push_str(&percent_decode(raw_value).ok_or(QueryError::Encoding(param.name()))?);
+            } else {
+                buf.push_str(raw_value);
+            }
+            *slot = Some(start..buf.len());
         }
-        // Every piece was checked to be UTF-8 on its own, so the whole is.
-        let buf = String::from_utf8(buf).map_err(|_| QueryError::Encoding("query"))?;
         let value = |range: &Range<usize>| value_in(&buf, range);
 
         let timestamp = timestamp.ok_or(QueryError::Missing("timestamp"))?;
@@ -277,29 +285,13 @@ fn pairs(query: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn has_escape(s: &str) -> bool {
-    memchr::memchr(b'%', s.as_bytes()).is_some()
-}
-
 /// RFC 3986 percent-decoding; `None` on a bad escape or bytes that are not UTF-8.
 fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
-    if !has_escape(s) {
+    if memchr::memchr(b'%', s.as_bytes()).is_none() {
         return Some(Cow::Borrowed(s));
     }
-    let mut out = Vec::with_capacity(s.len());
-    percent_decode_into(s, &mut out)?;
-    String::from_utf8(out).ok().map(Cow::Owned)
-}
-
-/// Appends the RFC 3986 decoding of `s` to `out`; the range it wrote, or `None` on a bad
-/// escape or bytes that are not UTF-8 (then `out` may hold a partial value).
-fn percent_decode_into(s: &str, out: &mut Vec<u8>) -> Option<Range<usize>> {
-    let start = out.len();
-    if !has_escape(s) {
-        out.extend_from_slice(s.as_bytes());
-        return Some(start..out.len());
-    }
     let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
@@ -312,8 +304,7 @@ fn percent_decode_into(s: &str, out: &mut Vec<u8>) -> Option<Range<usize>> {
             i += 1;
         }
     }
-    std::str::from_utf8(out.get(start..)?).ok()?;
-    Some(start..out.len())
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]
