@@ -109,12 +109,23 @@ pub(crate) fn check_request(
 /// Where a reply goes and how it is sealed.
 #[derive(Debug)]
 pub(crate) struct ReplyTo {
-    /// The push's `FromUserName`.
-    to_user: String,
-    /// The push's `ToUserName`.
-    from_user: String,
+    /// The push's `FromUserName` (the reply's addressee), then its `ToUserName` (the
+    /// reply's sender), in one allocation.
+    names: String,
+    /// Where the second name starts in `names`.
+    split: usize,
     format: Format,
     key: Option<KeyId>,
+}
+
+impl ReplyTo {
+    fn addressee(&self) -> &str {
+        self.names.get(..self.split).unwrap_or_default()
+    }
+
+    fn sender(&self) -> &str {
+        self.names.get(self.split..).unwrap_or_default()
+    }
 }
 
 /// Verifies `msg_signature`, decrypts and decodes a collected body.
@@ -154,9 +165,13 @@ pub(crate) fn open(
             (message, Some(opened.key()))
         }
     };
+    let (to_user, from_user) = (message.from_user(), message.to_user());
+    let mut names = String::with_capacity(to_user.len() + from_user.len());
+    names.push_str(to_user);
+    names.push_str(from_user);
     let reply_to = ReplyTo {
-        to_user: message.from_user().to_owned(),
-        from_user: message.to_user().to_owned(),
+        names,
+        split: to_user.len(),
         format,
         key,
     };
@@ -179,12 +194,12 @@ pub(crate) fn answer(config: &Config, to: &ReplyTo, reply: &Reply) -> Response<R
     let body = match (to.key, &config.keys) {
         (Some(id), Some(keys)) => {
             let sealer = Sealer::new(to.format, keys.key(id), keys.app_id(), &config.token, now);
-            match reply::seal_reply(reply, &to.to_user, &to.from_user, sealer) {
+            match reply::seal_reply(reply, to.addressee(), to.sender(), sealer) {
                 Ok(sealed) => sealed,
                 Err(_) => return Rejection::Random.into_response(),
             }
         }
-        _ => reply.encode(to.format, &to.to_user, &to.from_user, now),
+        _ => reply.encode(to.format, to.addressee(), to.sender(), now),
     };
     let mut response = Response::new(ResponseBody::new(Bytes::from(body)));
     response.headers_mut().insert(
