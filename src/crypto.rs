@@ -42,7 +42,7 @@ type Aes256CbcEnc<'a> = cbc::Encryptor<&'a aes::Aes256>;
 /// PKCS#7 block size WeChat pads to: the key length, 32 (PROTOCOL.md §4.1).
 const PAD_BLOCK: usize = 32;
 /// `random(16) | msg_len(4)`: the room [`seal_in_place`] expects before the message.
-pub(crate) const HEADER: usize = 20;
+const HEADER: usize = 20;
 
 /// The 32-byte AES key behind a 43-character `EncodingAESKey`.
 ///
@@ -362,8 +362,7 @@ pub fn encrypt_with_prefix(
     msg: &[u8],
     app_id: &str,
 ) -> String {
-    let mut buf = Vec::with_capacity(sealed_len(msg.len(), app_id));
-    buf.resize(HEADER, 0);
+    let mut buf = seal_buffer(sealed_len(msg.len(), app_id));
     buf.extend_from_slice(msg);
     let cipher = seal_in_place(key, prefix, &mut buf, app_id);
     STANDARD.encode_to_string(cipher)
@@ -373,6 +372,14 @@ pub fn encrypt_with_prefix(
 pub(crate) fn sealed_len(msg_len: usize, app_id: &str) -> usize {
     let unpadded = HEADER + msg_len + app_id.len();
     unpadded + PAD_BLOCK - unpadded % PAD_BLOCK
+}
+
+/// A buffer for [`seal_in_place`]: [`HEADER`] bytes of room, with `capacity` in all for the
+/// message to be written after them (and the AppID and padding sealing adds).
+pub(crate) fn seal_buffer(capacity: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(capacity.max(HEADER));
+    buf.resize(HEADER, 0);
+    buf
 }
 
 /// Encrypts, in place, a buffer that holds [`HEADER`] bytes of room followed by the

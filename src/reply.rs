@@ -265,8 +265,7 @@ pub fn seal(
     document: &[u8],
     timestamp: u64,
 ) -> Result<Vec<u8>, RandomError> {
-    let mut buf = Vec::with_capacity(crypto::sealed_len(document.len(), app_id));
-    buf.resize(crypto::HEADER, 0);
+    let mut buf = crypto::seal_buffer(crypto::sealed_len(document.len(), app_id));
     buf.extend_from_slice(document);
     let sealer = Sealer::new(format, key, app_id, token, timestamp);
     Ok(sealer.seal(buf, random::os_random()?))
@@ -281,19 +280,18 @@ pub(crate) fn seal_reply(
     sealer: Sealer<'_>,
 ) -> Result<Vec<u8>, RandomError> {
     let random = random::os_random()?;
-    let mut buf = Vec::with_capacity(512);
-    buf.resize(crypto::HEADER, 0);
+    let buf = crypto::seal_buffer(512);
     let buf = reply.write_to(buf, sealer.format, to_user, from_user, sealer.timestamp);
     Ok(sealer.seal(buf, random))
 }
 
 /// What sealing a reply needs besides the document and the randomness.
 pub(crate) struct Sealer<'a> {
-    pub(crate) format: Format,
-    pub(crate) key: &'a EncodingAesKey,
-    pub(crate) app_id: &'a str,
-    pub(crate) token: &'a str,
-    pub(crate) timestamp: u64,
+    format: Format,
+    key: &'a EncodingAesKey,
+    app_id: &'a str,
+    token: &'a str,
+    timestamp: u64,
 }
 
 impl<'a> Sealer<'a> {
@@ -313,7 +311,7 @@ impl<'a> Sealer<'a> {
         }
     }
 
-    /// Encrypts `buf` ([`crypto::HEADER`] bytes of room, then the document) in place and
+    /// Encrypts `buf` (from [`crypto::seal_buffer`], then the document) in place and
     /// writes the envelope, base64 going straight into it. `random` gives the prefix (16
     /// bytes) and the nonce (8).
     fn seal(&self, mut buf: Vec<u8>, random: [u8; 24]) -> Vec<u8> {
@@ -618,8 +616,13 @@ mod tests {
                 random[..16].copy_from_slice(b"0123456789abcdef");
                 random[16..].copy_from_slice(&1_234_567_890u64.to_le_bytes());
                 let sealer = Sealer::new(format, &key, "wx1234567890abcdef", "tok", 1_714_200_000);
-                let mut buf = vec![0; crypto::HEADER];
-                buf = reply.write_to(buf, format, "oUser", "gh_x", 1_714_200_000);
+                let buf = reply.write_to(
+                    crypto::seal_buffer(0),
+                    format,
+                    "oUser",
+                    "gh_x",
+                    1_714_200_000,
+                );
                 let fast = sealer.seal(buf, random);
 
                 let document = reply.encode(format, "oUser", "gh_x", 1_714_200_000);
