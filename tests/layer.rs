@@ -402,12 +402,9 @@ async fn body_over_the_limit_is_413() {
         )
     );
     // A Content-Length over the limit: refused before any of the body is polled.
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/wechat?{}", case.plain_query()))
-        .header(header::CONTENT_LENGTH, "2000000")
-        .body(PanicBody)
-        .unwrap();
+    let mut req = case.plain_post(PanicBody);
+    req.headers_mut()
+        .insert(header::CONTENT_LENGTH, "2000000".parse().unwrap());
     let res = case
         .layer()
         .layer(service_fn(must_not_be_called))
@@ -423,11 +420,7 @@ async fn body_over_the_limit_is_413() {
             .collect(),
         polled: polled.clone(),
     };
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/wechat?{}", case.plain_query()))
-        .body(body)
-        .unwrap();
+    let req = case.plain_post(body);
     let res = case
         .layer()
         .layer(service_fn(must_not_be_called))
@@ -465,15 +458,10 @@ async fn a_push_split_across_frames_reads_as_one() {
             frames,
             polled: Default::default(),
         };
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/wechat?{}", case.plain_query()))
-            .body(body)
-            .unwrap();
         let split = case
             .layer()
             .layer(service_fn(echo))
-            .oneshot(req)
+            .oneshot(case.plain_post(body))
             .await
             .unwrap();
         assert_eq!(split.status(), StatusCode::OK, "{format}");
@@ -772,11 +760,7 @@ fn configuration_is_validated_when_built() {
 #[tokio::test]
 async fn body_errors_are_400() {
     let case = Case::new(0);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/wechat?{}", case.plain_query()))
-        .body(ErrBody)
-        .unwrap();
+    let req = case.plain_post(ErrBody);
     let res = case
         .layer()
         .layer(service_fn(must_not_be_called))

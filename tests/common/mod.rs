@@ -71,11 +71,16 @@ impl Case {
     }
     /// This case's plaintext push in `format` (`"xml"` or `"json"`), as a signed POST.
     pub fn plain_push(&self, format: &str) -> Request<Full<Bytes>> {
-        request(
-            Method::POST,
-            &self.plain_query(),
-            s(self.format(format), "plaintext").to_owned(),
-        )
+        let body = s(self.format(format), "plaintext").to_owned();
+        self.plain_post(Full::new(Bytes::from(body)))
+    }
+    /// A POST signed with the plaintext query, around any body.
+    pub fn plain_post<B>(&self, body: B) -> Request<B> {
+        Request::builder()
+            .method(Method::POST)
+            .uri(format!("/wechat?{}", self.plain_query()))
+            .body(body)
+            .unwrap()
     }
 }
 
