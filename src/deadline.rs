@@ -16,6 +16,19 @@
 //! A handler that fails or panics before the deadline fails the request as it would without
 //! the option (so dedupe, if on, releases the push for a retry). A failure or panic after the
 //! deadline (or after the delivery was dropped) is logged; the push is not retried.
+//!
+//! A handler cancelled because the runtime shuts down did not handle its push: with dedupe on,
+//! the push is released (even if it had already been answered `success` at the deadline), so
+//! that WeChat's retry, to this instance once restarted or to another one sharing the store,
+//! handles it. A delivery whose handler was cancelled before the deadline is left unanswered
+//! (the shutting-down runtime drops it), so that WeChat does retry.
+//!
+//! The handler is spawned when the delivery's future is first polled, on the runtime polling
+//! it. [`WechatLayer`](crate::WechatLayer) answers 500 ([`Rejection::NoRuntime`]) to a push
+//! it would hand to this layer outside a Tokio runtime; used on its own outside a runtime,
+//! [`AckDeadline`] runs the handler inline, without a deadline.
+//!
+//! [`Rejection::NoRuntime`]: crate::Rejection::NoRuntime
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +38,7 @@ use std::time::Duration;
 use http::Request;
 use tower::{Layer, Service};
 
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::dedupe::HeldClaim;
@@ -83,13 +97,22 @@ where
         // With dedupe outside, the claim follows the handler into its task (see `Running`).
         let claim = req.extensions_mut().remove::<HeldClaim>();
         let future = self.inner.call(req);
-        let handler = tokio::spawn(async move { future.await.map(Into::into) });
         let deadline = self.deadline;
         Box::pin(async move {
+            // Spawned here, on first poll: not before the delivery is polled, and on the
+            // runtime that polls it.
+            let Ok(runtime) = Handle::try_current() else {
+                // Outside a runtime nothing can run in the background or keep time.
+                let result = future.await.map(Into::into);
+                drop(claim);
+                return result;
+            };
+            let handler = runtime.spawn(async move { future.await.map(Into::into) });
             let mut running = Running {
                 handler: Some(handler),
                 claim,
                 push,
+                runtime,
             };
             let Some(handler) = running.handler.as_mut() else {
                 return Ok(Reply::Success);
@@ -102,8 +125,15 @@ where
                         Ok(result) => result,
                         Err(join) => match join.try_into_panic() {
                             Ok(panic) => std::panic::resume_unwind(panic),
-                            // Cancelled: only when the runtime shuts down.
-                            Err(_) => Ok(Reply::Success),
+                            Err(_cancelled) => {
+                                // Only the runtime's shutdown cancels the task (its handle is
+                                // ours): the push was not handled. Free it for the retry and
+                                // leave this delivery unanswered; the runtime drops it.
+                                if let Some(claim) = running.claim.take() {
+                                    claim.release();
+                                }
+                                std::future::pending().await
+                            }
                         },
                     }
                 }
@@ -123,11 +153,13 @@ where
 /// Dropped before the handler answered, because the deadline passed or because the delivery
 /// itself was dropped first (its connection closed), it lets the handler finish in the
 /// background and records the push as answered `success`, the deadline's answer: a retry
-/// gets that answer instead of running the handler a second time.
+/// gets that answer instead of running the handler a second time. If the handler is then
+/// cancelled (the runtime shuts down), the record is revoked: the push was not handled.
 struct Running<E: Send + 'static> {
     handler: Option<JoinHandle<Result<Reply, E>>>,
     claim: Option<HeldClaim>,
     push: String,
+    runtime: Handle,
 }
 
 impl<E: Send + 'static> Drop for Running<E> {
@@ -136,19 +168,32 @@ impl<E: Send + 'static> Drop for Running<E> {
             return;
         };
         let push = std::mem::take(&mut self.push);
-        let claim = self.claim.take();
-        // Outside a runtime (it is being dropped), the handler's task is gone as well.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            if let Some(claim) = &claim {
-                claim.complete(&Reply::Success).await;
+        // Revoked unless the handler ran to its end, including when this task never runs
+        // (spawned on a runtime that is shutting down) or is dropped with the handler's.
+        let claim = RevokeUnlessFinished(self.claim.take());
+        self.runtime.spawn(async move {
+            let mut claim = claim;
+            if let Some(held) = &claim.0 {
+                held.complete(&Reply::Success).await;
             }
             let outcome = handler.await;
+            if !matches!(&outcome, Err(join) if join.is_cancelled()) {
+                claim.0 = None;
+            }
             drop(claim);
             report_late(&push, outcome);
         });
+    }
+}
+
+/// The claim of a push whose handler outlived its delivery: revoked when dropped while set.
+struct RevokeUnlessFinished(Option<HeldClaim>);
+
+impl Drop for RevokeUnlessFinished {
+    fn drop(&mut self) {
+        if let Some(claim) = self.0.take() {
+            claim.revoke();
+        }
     }
 }
 

@@ -8,11 +8,15 @@
 //! - a duplicate arriving while the first is being handled waits for that reply and answers it
 //!   too (encrypted for its own request);
 //! - a duplicate after a completed delivery gets the stored reply; the handler is not called;
-//! - a duplicate after a *failed* first attempt (handler error, panic, or the first request
-//!   dropped before it finished) is handled again: the claim is released, not kept. With
-//!   the [ack deadline](crate::deadline) inside, a dropped first request does not stop its
-//!   handler (it runs in its own task), so there it counts as answered `success`, as at the
-//!   deadline: the handler runs once.
+//! - a duplicate after a *failed* first attempt (handler error, panic, the first request
+//!   dropped before it finished, or the store failing to record the reply) is handled again:
+//!   the claim is released, not kept. With the [ack deadline](crate::deadline) inside, a
+//!   dropped first request does not stop its handler (it runs in its own task), so there it
+//!   counts as answered `success`, as at the deadline: the handler runs once. If that handler
+//!   is cancelled (the runtime shuts down), the record is withdrawn and the retry handled.
+//!
+//! Pushes are keyed by their `MsgId`, or by a digest of their decrypted document when they
+//! have none ([`dedupe_key`]).
 //!
 //! Entries expire (five minutes by default) and [`MemoryDedupeStore`] holds a bounded number
 //! of them. If the store itself fails, the push is handled anyway: a duplicate is better than a
@@ -21,18 +25,19 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::Request;
+use sha1::{Digest, Sha1};
 use tokio::sync::Notify;
 use tower::{Layer, Service};
 
-use crate::message::Event;
-use crate::message::Message;
+use crate::message::{Message, Value};
 use crate::reply::Reply;
+use crate::signature;
 use crate::store::{BoundedMap, BoxFuture, StoreError};
 
 /// How long a completed push is remembered, by default: five minutes, past WeChat's retries.
@@ -47,54 +52,50 @@ const RECHECK: Duration = Duration::from_millis(250);
 
 /// The key one push is deduplicated by, scoped to the receiving account (`ToUserName`).
 ///
-/// `MsgId` when the push has one; otherwise `FromUserName`, `CreateTime` and `Event` (the
-/// official recommendation), plus the event's own identifier where it has one: `EventKey` for
-/// menu and QR events, the `MsgID`s of a `subscribe_msg_sent_event`, the `trace_id` of a
-/// `wxa_media_check` (PROTOCOL.md §6).
+/// `MsgId` (numeric or not) when the push has one; otherwise the SHA-1 of `document`, the
+/// push's decrypted XML or JSON. A retry carries the same document, and two different pushes
+/// do not: two order events of the same account in the same second differ in their order ids,
+/// so they get two keys (a key of sender, time and event name would merge them and answer the
+/// second with the first one's reply).
 ///
 /// ```
 /// use wechat_push::{dedupe::dedupe_key, Message};
 ///
-/// let m = Message::from_json(br#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":42}"#)?;
-/// assert_eq!(dedupe_key(&m), "gh_1|msg|42");
+/// let doc = br#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":42}"#;
+/// assert_eq!(dedupe_key(&Message::from_json(doc)?, doc), "gh_1|msg|42");
+///
+/// let event = br#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"event","Event":"trade_manage_order_settlement","transaction_id":"t1"}"#;
+/// let key = dedupe_key(&Message::from_json(event)?, event);
+/// assert!(key.starts_with("gh_1|doc|"));
 /// # Ok::<(), wechat_push::codec::DecodeError>(())
 /// ```
-pub fn dedupe_key(message: &Message) -> String {
+pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
     let mut key = String::with_capacity(64);
     key.push_str(message.to_user());
-    // Writing to a String cannot fail.
     if let Some(id) = message.msg_id() {
+        // Writing to a String cannot fail.
         let _ = write!(key, "|msg|{id}");
         return key;
     }
-    let _ = write!(
-        key,
-        "|ev|{}|{}|{}",
-        message.from_user(),
-        message.create_time(),
-        message.event_name().unwrap_or(message.msg_type())
-    );
-    match message.event() {
-        Some(Event::Subscribe {
-            event_key: Some(k), ..
-        })
-        | Some(Event::Scan { event_key: k, .. })
-        | Some(Event::Click { event_key: k })
-        | Some(Event::View { event_key: k }) => {
-            let _ = write!(key, "|{k}");
-        }
-        Some(Event::SubscribeMsgSent { items }) => {
-            for item in items {
-                let _ = write!(key, "|{}", item.msg_id);
-            }
-        }
-        Some(Event::WxaMediaCheck(check)) => {
-            let _ = write!(key, "|{}", check.trace_id);
-        }
-        _ => {}
+    if let Some(id) = message
+        .field("MsgId")
+        .and_then(Value::as_text)
+        .filter(|id| !id.is_empty())
+    {
+        key.push_str("|msg|");
+        key.push_str(id);
+        return key;
     }
+    key.push_str("|doc|");
+    let digest: [u8; 20] = Sha1::digest(document).into();
+    key.extend(signature::hex(&digest).iter().map(|&b| char::from(b)));
     key
 }
+
+/// The key of the push a request carries, put in its extensions by the layer (which has the
+/// decrypted document) when dedupe is on.
+#[derive(Clone, Debug)]
+pub(crate) struct DedupeKey(pub(crate) String);
 
 /// What [`DedupeStore::claim`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,9 +132,11 @@ pub trait DedupeStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Drops the owner's claim (its handler failed or was dropped) and wakes the waiters, so
-    /// that the next delivery is handled again. Synchronous because it runs from `Drop`; a
-    /// remote store may send the command in the background.
+    /// Drops the owner's claim (its handler failed or was dropped), or the reply the owner
+    /// recorded (its handler was cancelled after the push had been answered at the ack
+    /// deadline), and wakes the waiters, so that the next delivery is handled again. Acts only
+    /// if the key is still the owner's. Synchronous because it runs from `Drop`; a remote
+    /// store may send the command in the background.
     fn release(&self, key: &str, owner: u64);
 
     /// Resolves when `key` may have changed (done or released), or after a short while.
@@ -179,7 +182,7 @@ pub struct MemoryDedupeStore {
 #[derive(Debug)]
 enum Slot {
     InFlight { owner: u64, done: Arc<Notify> },
-    Done(Reply),
+    Done { owner: u64, reply: Reply },
 }
 
 impl MemoryDedupeStore {
@@ -221,6 +224,15 @@ impl MemoryDedupeStore {
             _ => None,
         }
     }
+
+    /// Removes the reply the owner recorded, if it is still the owner's.
+    fn take_done(map: &mut BoundedMap<Slot>, key: &str, owner: u64, now: Instant) {
+        if let Some(Slot::Done { owner: o, .. }) = map.get_mut(key, now) {
+            if *o == owner {
+                map.remove(key);
+            }
+        }
+    }
 }
 
 impl Default for MemoryDedupeStore {
@@ -240,7 +252,7 @@ impl DedupeStore for MemoryDedupeStore {
         let mut map = self.lock();
         let claim = match map.get_mut(key, now) {
             Some(Slot::InFlight { .. }) => Claim::InFlight,
-            Some(Slot::Done(reply)) => Claim::Done(reply.clone()),
+            Some(Slot::Done { reply, .. }) => Claim::Done(reply.clone()),
             None => {
                 let owner = self.owners.fetch_add(1, Ordering::Relaxed);
                 let slot = Slot::InFlight {
@@ -266,7 +278,8 @@ impl DedupeStore for MemoryDedupeStore {
         let waiters = Self::take_claim(&mut map, key, owner, now);
         // Record the reply even if the claim was evicted meanwhile: it is the answer.
         if waiters.is_some() || map.get_mut(key, now).is_none() {
-            map.insert(key, Slot::Done(reply.clone()), now + ttl, now);
+            let reply = reply.clone();
+            map.insert(key, Slot::Done { owner, reply }, now + ttl, now);
         }
         drop(map);
         if let Some(waiters) = waiters {
@@ -276,19 +289,27 @@ impl DedupeStore for MemoryDedupeStore {
     }
 
     fn release(&self, key: &str, owner: u64) {
-        let waiters = Self::take_claim(&mut self.lock(), key, owner, Instant::now());
+        let now = Instant::now();
+        let mut map = self.lock();
+        let waiters = Self::take_claim(&mut map, key, owner, now);
+        if waiters.is_none() {
+            Self::take_done(&mut map, key, owner, now);
+        }
+        drop(map);
         if let Some(waiters) = waiters {
             waiters.notify_waiters();
         }
     }
 
     fn wait<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
-        let waiters = match self.lock().get_mut(key, Instant::now()) {
-            Some(Slot::InFlight { done, .. }) => done.clone(),
+        let mut map = self.lock();
+        let notified = match map.get_mut(key, Instant::now()) {
+            // Registered under the lock that `complete` and `release` take before they notify:
+            // a notification sent after this look at the slot cannot be missed.
+            Some(Slot::InFlight { done, .. }) => done.clone().notified_owned(),
             _ => return Box::pin(std::future::ready(())),
         };
-        // Registered now, under no lock: a notification sent from here on is not missed.
-        let notified = waiters.notified_owned();
+        drop(map);
         Box::pin(notified)
     }
 }
@@ -373,12 +394,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Message>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Message>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let DedupeLayer { store, ttl, lease } = self.layer.clone();
-        let key = dedupe_key(req.body());
+        // The layer keys the push by its document; outside it, only a `MsgId` is a safe key.
+        let key = match req.extensions_mut().remove::<DedupeKey>() {
+            Some(DedupeKey(key)) => Some(key),
+            None => id_key(req.body()),
+        };
         Box::pin(async move {
+            let Some(key) = key else {
+                return inner.call(req).await.map(Into::into);
+            };
             let owner = loop {
                 match store.claim(&key, lease).await {
                     Ok(Claim::Acquired(owner)) => break Some(owner),
@@ -404,9 +432,8 @@ where
                 key,
                 owner,
                 ttl,
-                settled: AtomicBool::new(false),
+                state: AtomicU8::new(OPEN),
             }));
-            let mut req = req;
             req.extensions_mut().insert(claim.clone());
             let reply: Reply = match inner.call(req).await {
                 Ok(reply) => reply.into(),
@@ -419,6 +446,16 @@ where
             Ok(reply)
         })
     }
+}
+
+/// The key of a push whose document the caller does not have: its `MsgId`, or none.
+fn id_key(message: &Message) -> Option<String> {
+    let has_id = message.msg_id().is_some()
+        || message
+            .field("MsgId")
+            .and_then(Value::as_text)
+            .is_some_and(|id| !id.is_empty());
+    has_id.then(|| dedupe_key(message, &[]))
 }
 
 /// The claim of the delivery being handled.
@@ -436,36 +473,63 @@ struct ClaimInner {
     key: String,
     owner: u64,
     ttl: Duration,
-    /// Completed or released: nothing more to do.
-    settled: AtomicBool,
+    /// [`OPEN`], [`COMPLETING`] or [`SETTLED`].
+    state: AtomicU8,
 }
+
+/// Claimed, nothing recorded yet.
+const OPEN: u8 = 0;
+/// The reply is being recorded.
+const COMPLETING: u8 = 1;
+/// Recorded or released: nothing more to do.
+const SETTLED: u8 = 2;
 
 impl HeldClaim {
     /// Records `reply` as the push's answer, unless already settled.
+    ///
+    /// If the store fails, or this future is dropped before the store answered, the claim is
+    /// released instead, so that a waiting duplicate or the next retry handles the push.
     pub(crate) async fn complete(&self, reply: &Reply) {
         let claim = &*self.0;
-        if claim.settled.swap(true, Ordering::AcqRel) {
+        if claim
+            .state
+            .compare_exchange(OPEN, COMPLETING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             return;
         }
-        if let Err(_e) = claim
+        let unless_recorded = ReleaseUnlessRecorded(claim);
+        match claim
             .store
             .complete(&claim.key, claim.owner, reply, claim.ttl)
             .await
         {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(key = %claim.key, error = %_e, "dedupe store failed to record a reply");
+            Ok(()) => claim.state.store(SETTLED, Ordering::Release),
+            Err(_e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(key = %claim.key, error = %_e, "dedupe store failed to record a reply; released the push for its retry");
+            }
         }
+        drop(unless_recorded);
     }
 
     /// Frees the push for the next delivery, unless already settled.
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         self.0.release();
+    }
+
+    /// Frees the push for the next delivery even if a reply was recorded: its handler was
+    /// cancelled (the runtime shut down) after the push was answered at the ack deadline.
+    pub(crate) fn revoke(&self) {
+        let claim = &*self.0;
+        claim.state.store(SETTLED, Ordering::Release);
+        claim.store.release(&claim.key, claim.owner);
     }
 }
 
 impl ClaimInner {
     fn release(&self) {
-        if !self.settled.swap(true, Ordering::AcqRel) {
+        if self.state.swap(SETTLED, Ordering::AcqRel) != SETTLED {
             self.store.release(&self.key, self.owner);
         }
     }
@@ -477,6 +541,18 @@ impl Drop for ClaimInner {
     }
 }
 
+/// Releases a claim whose reply was not recorded: the store failed, or the recording future
+/// was dropped mid-await.
+struct ReleaseUnlessRecorded<'a>(&'a ClaimInner);
+
+impl Drop for ReleaseUnlessRecorded<'_> {
+    fn drop(&mut self) {
+        if self.0.state.load(Ordering::Acquire) == COMPLETING {
+            self.0.release();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,27 +561,110 @@ mod tests {
         Message::from_json(json.as_bytes()).unwrap()
     }
 
+    fn key(json: &str) -> String {
+        dedupe_key(&message(json), json.as_bytes())
+    }
+
     #[test]
     fn keys() {
-        let event = message(
-            r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":7,"MsgType":"event","Event":"CLICK","EventKey":"menu1"}"#,
-        );
-        assert_eq!(dedupe_key(&event), "gh|ev|o|7|CLICK|menu1");
-        let enter = message(
-            r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":7,"MsgType":"event","Event":"user_enter_tempsession","SessionFrom":"x"}"#,
-        );
-        assert_eq!(dedupe_key(&enter), "gh|ev|o|7|user_enter_tempsession");
-        let sent = message(
-            r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":7,"MsgType":"event","Event":"subscribe_msg_sent_event","List":[{"TemplateId":"t","MsgID":"11","ErrorCode":"0","ErrorStatus":"success"},{"TemplateId":"t","MsgID":"12","ErrorCode":0,"ErrorStatus":"success"}]}"#,
+        // A numeric or string MsgId is the key, whatever else the document holds.
+        assert_eq!(
+            key(
+                r#"{"ToUserName":"gh2","FromUserName":"o","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":42}"#
+            ),
+            "gh2|msg|42"
         );
         assert_eq!(
-            dedupe_key(&sent),
-            "gh|ev|o|7|subscribe_msg_sent_event|11|12"
+            key(
+                r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":"a-1"}"#
+            ),
+            "gh|msg|a-1"
         );
-        let other_app = message(
-            r#"{"ToUserName":"gh2","FromUserName":"o","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":42}"#,
+        // Without one, the document's digest: two order events of one account in one second
+        // differ, the same document (a retry) does not.
+        let order = |id: &str| {
+            format!(
+                r#"{{"ToUserName":"gh","FromUserName":"o","CreateTime":7,"MsgType":"event","Event":"trade_manage_order_settlement","transaction_id":"{id}"}}"#
+            )
+        };
+        let (a, b) = (key(&order("t1")), key(&order("t2")));
+        assert_ne!(a, b);
+        assert_eq!(a, key(&order("t1")));
+        assert!(
+            a.starts_with("gh|doc|") && a.len() == "gh|doc|".len() + 40,
+            "{a}"
         );
-        assert_eq!(dedupe_key(&other_app), "gh2|msg|42");
+        // Scoped by the receiving account.
+        let other = key(&order("t1").replace(r#""gh""#, r#""gh9""#));
+        assert!(other.starts_with("gh9|doc|"));
+        // An empty string MsgId is no id.
+        assert!(key(r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"event","Event":"x","MsgId":""}"#).starts_with("gh|doc|"));
+    }
+
+    #[tokio::test]
+    async fn release_drops_a_claim_or_the_owners_reply_only() {
+        let store = MemoryDedupeStore::new(10);
+        let lease = Duration::from_secs(60);
+        let Claim::Acquired(a) = store.claim("k", lease).await.unwrap() else {
+            panic!()
+        };
+        store
+            .complete("k", a, &Reply::Success, lease)
+            .await
+            .unwrap();
+        store.release("k", a + 1);
+        assert_eq!(
+            store.claim("k", lease).await.unwrap(),
+            Claim::Done(Reply::Success)
+        );
+        store.release("k", a);
+        assert!(matches!(
+            store.claim("k", lease).await.unwrap(),
+            Claim::Acquired(_)
+        ));
+    }
+
+    /// A completion racing a waiter's look at the slot: the waiter must be woken every time.
+    /// (The waiter used to register after unlocking, so a completion in between was missed.)
+    #[test]
+    fn a_wait_racing_a_completion_is_always_woken() {
+        let store = Arc::new(MemoryDedupeStore::new(10));
+        let lease = Duration::from_secs(60);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for round in 0..20_000 {
+            let key = format!("k{}", round % 4);
+            let Claim::Acquired(owner) = runtime.block_on(store.claim(&key, lease)).unwrap() else {
+                panic!("round {round}: not acquired")
+            };
+            let completer = {
+                let (store, key) = (store.clone(), key.clone());
+                std::thread::spawn(move || {
+                    std::hint::spin_loop();
+                    let reply = Reply::Success;
+                    let _ = futures_ready(store.complete(&key, owner, &reply, lease));
+                })
+            };
+            let woken = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(2), store.wait(&key)).await
+            });
+            completer.join().unwrap();
+            assert!(woken.is_ok(), "round {round}: the completion was missed");
+            store.release(&key, owner);
+            store.lock().remove(&key);
+        }
+    }
+
+    /// Polls a future that is ready at once (the memory store's are).
+    fn futures_ready<T>(future: BoxFuture<'_, T>) -> T {
+        let mut future = future;
+        let waker = std::task::Waker::noop();
+        match future.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(value) => value,
+            Poll::Pending => panic!("the memory store's futures are ready at once"),
+        }
     }
 
     #[tokio::test]

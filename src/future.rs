@@ -211,13 +211,27 @@ where
         query,
     } = pending;
     let buf = buf.as_slice();
-    let (message, info, reply_to) = push::open(&config, query, buf)?;
-    // Only a push that passed every check is remembered (and its body hashed).
-    let check = config
-        .replay
-        .as_ref()
-        .map(|store| replay::check(store.clone(), &config, info.query(), buf));
+    let (message, info, reply_to, _dedupe_key) = push::open(&config, query, buf)?;
+    // Only a plaintext push that passed every check is remembered (and its body hashed): in
+    // safe mode `msg_signature` covers the body, and a retry may be sealed afresh.
+    let check = match &config.replay {
+        Some(store) if !info.is_encrypted() => {
+            replay::admit(&config, info.query())?;
+            Some(replay::check(store.clone(), &config, info.query(), buf))
+        }
+        _ => None,
+    };
+    #[cfg(feature = "tokio")]
+    if config.needs_runtime && tokio::runtime::Handle::try_current().is_err() {
+        return Err(Rejection::NoRuntime);
+    }
     let mut request = Request::from_parts(parts, message);
+    #[cfg(feature = "tokio")]
+    if let Some(key) = _dedupe_key {
+        request
+            .extensions_mut()
+            .insert(crate::dedupe::DedupeKey(key));
+    }
     request.extensions_mut().insert(info);
     let opened = Opened {
         request,

@@ -65,6 +65,14 @@ pub(crate) struct Config {
     pub(crate) tolerance: Option<Duration>,
     pub(crate) clock: Clock,
     pub(crate) replay: Option<Arc<dyn ReplayStore>>,
+    /// Dedupe is on: key each push by its document (see [`dedupe_key`]).
+    ///
+    /// [`dedupe_key`]: crate::dedupe::dedupe_key
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) dedupe_keys: bool,
+    /// A retry option that runs on Tokio is on: refuse pushes served outside a runtime.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) needs_runtime: bool,
 }
 
 impl Config {
@@ -131,6 +139,8 @@ impl WechatLayer {
                 tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
                 clock: Arc::new(system_clock),
                 replay: None,
+                dedupe_keys: false,
+                needs_runtime: false,
             }),
             dedupe: Identity::new(),
             deadline: Identity::new(),
@@ -187,9 +197,10 @@ impl<D, T> WechatLayer<D, T> {
         Wechat::from_config(inner, self.config.clone())
     }
 
-    /// Refuses a verified query that comes back with another body (401 `replayed
-    /// signature`), remembering each query in `store` for the timestamp tolerance (300 s when
-    /// the tolerance is off). See [`replay`](crate::replay).
+    /// Refuses a verified plaintext query that comes back with another body (401 `replayed
+    /// signature`), remembering each query in `store` for the timestamp tolerance. With the
+    /// tolerance off, the guard keeps a 300 s window of its own and refuses older plaintext
+    /// pushes. See [`replay`](crate::replay).
     pub fn replay_guard(self, store: impl ReplayStore) -> Self {
         let store: Arc<dyn ReplayStore> = Arc::new(store);
         self.with(|c| c.replay = Some(store))
@@ -213,10 +224,14 @@ impl<T> WechatLayer<Identity, T> {
 
     /// Like [`dedupe`](Self::dedupe), with a configured [`DedupeLayer`] (expiry, lease).
     pub fn dedupe_with(self, dedupe: DedupeLayer) -> WechatLayer<DedupeLayer, T> {
+        let this = self.with(|c| {
+            c.dedupe_keys = true;
+            c.needs_runtime = true;
+        });
         WechatLayer {
-            config: self.config,
+            config: this.config,
             dedupe,
-            deadline: self.deadline,
+            deadline: this.deadline,
         }
     }
 }
@@ -228,9 +243,10 @@ impl<D> WechatLayer<D, Identity> {
     /// value; WeChat gives up at 5 s), letting it finish in the background. Needs a Tokio
     /// runtime. See [`deadline`](crate::deadline).
     pub fn ack_deadline(self, deadline: Duration) -> WechatLayer<D, AckDeadlineLayer> {
+        let this = self.with(|c| c.needs_runtime = true);
         WechatLayer {
-            config: self.config,
-            dedupe: self.dedupe,
+            config: this.config,
+            dedupe: this.dedupe,
             deadline: AckDeadlineLayer::new(deadline),
         }
     }

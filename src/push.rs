@@ -128,19 +128,24 @@ impl ReplyTo {
     }
 }
 
+/// A push that passed every check: the message, what the handler learns about it, where its
+/// reply goes, and its dedupe key when dedupe is on.
+pub(crate) type OpenedPush = (Message, PushInfo, ReplyTo, Option<String>);
+
 /// Verifies `msg_signature`, decrypts and decodes a collected body.
 pub(crate) fn open(
     config: &Config,
     query: CallbackQuery,
     body: &[u8],
-) -> Result<(Message, PushInfo, ReplyTo), Rejection> {
+) -> Result<OpenedPush, Rejection> {
     let (format, envelope) = codec::decode_envelope(body).map_err(Rejection::Malformed)?;
-    let (message, key) = match envelope {
+    let (message, key, dedupe_key) = match envelope {
         Envelope::Plain(message) => {
             if query.encrypt_type() == EncryptType::Aes {
                 return Err(Rejection::MissingEncrypt);
             }
-            (message, None)
+            let dedupe_key = dedupe_key(config, &message, body);
+            (message, None, dedupe_key)
         }
         Envelope::Encrypted(encrypt) => {
             let msg_signature = query
@@ -162,7 +167,8 @@ pub(crate) fn open(
             let opened = keys.decrypt(&encrypt).map_err(Rejection::Decrypt)?;
             let message =
                 codec::decode_message(format, opened.as_bytes()).map_err(Rejection::Malformed)?;
-            (message, Some(opened.key()))
+            let dedupe_key = dedupe_key(config, &message, opened.as_bytes());
+            (message, Some(opened.key()), dedupe_key)
         }
     };
     let (to_user, from_user) = (message.from_user(), message.to_user());
@@ -176,7 +182,17 @@ pub(crate) fn open(
         key,
     };
     let info = PushInfo { query, format, key };
-    Ok((message, info, reply_to))
+    Ok((message, info, reply_to, dedupe_key))
+}
+
+/// The push's dedupe key, keyed by its (decrypted) `document`, when dedupe is on.
+fn dedupe_key(config: &Config, message: &Message, document: &[u8]) -> Option<String> {
+    #[cfg(feature = "tokio")]
+    if config.dedupe_keys {
+        return Some(crate::dedupe::dedupe_key(message, document));
+    }
+    let _ = (config, message, document);
+    None
 }
 
 /// Answers the handshake with `echostr`, verbatim.

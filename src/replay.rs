@@ -10,6 +10,16 @@
 //!
 //! The digest is recorded only after the push passed every other check, so a forged body
 //! cannot claim a query before the genuine push arrives.
+//!
+//! Only plaintext pushes are looked up: in safe and compatible mode `msg_signature` covers the
+//! body, and WeChat may seal a retry afresh under the same query (another `Encrypt` for the
+//! same document), which the guard would take for a forgery.
+//!
+//! The guard needs a window: it remembers each query for as long as the timestamp tolerance
+//! lets it in. With [`timestamp_tolerance(None)`](crate::WechatLayer::timestamp_tolerance) it
+//! keeps its own, [`DEFAULT_TIMESTAMP_TOLERANCE`]: a plaintext push older (or newer) than
+//! that is refused as [`StaleTimestamp`](crate::Rejection::StaleTimestamp), since its query
+//! could have been forgotten.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,6 +28,7 @@ use sha1::{Digest, Sha1};
 
 use crate::layer::{Config, DEFAULT_TIMESTAMP_TOLERANCE};
 use crate::query::CallbackQuery;
+use crate::rejection::Rejection;
 use crate::store::{BoundedMap, BoxFuture, StoreError};
 
 /// What a [`ReplayStore`] had seen for a query.
@@ -118,6 +129,24 @@ impl ReplayStore for MemoryReplayStore {
         let seen = self.check_now(key, digest, ttl);
         Box::pin(std::future::ready(Ok(seen)))
     }
+}
+
+/// With the timestamp check off, the guard keeps its own window: a plaintext push older (or
+/// newer) than [`DEFAULT_TIMESTAMP_TOLERANCE`] is refused, since the guard remembers queries
+/// only that long and nothing else would stop an older one from being replayed.
+pub(crate) fn admit(config: &Config, query: &CallbackQuery) -> Result<(), Rejection> {
+    if config.tolerance.is_some() {
+        // Checked with the signature already.
+        return Ok(());
+    }
+    let tolerance = DEFAULT_TIMESTAMP_TOLERANCE;
+    if config.now().abs_diff(query.timestamp_secs()) > tolerance.as_secs() {
+        return Err(Rejection::StaleTimestamp {
+            timestamp: query.timestamp_secs(),
+            tolerance,
+        });
+    }
+    Ok(())
 }
 
 /// The lookup the layer runs for a verified push: key and digest computed now, the store

@@ -34,13 +34,7 @@ impl Signature {
 
     /// The digest as 40 lowercase hex digits, without allocating.
     pub fn to_hex(&self) -> [u8; 40] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 40];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[usize::from(b >> 4)];
-            out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
-        }
-        out
+        hex(&self.0)
     }
 
     /// Compares with a hex signature as received (upper- or lower-case), in constant time.
@@ -72,6 +66,17 @@ impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signature({self})")
     }
+}
+
+/// A 20-byte digest as 40 lowercase hex digits.
+pub(crate) fn hex(digest: &[u8; 20]) -> [u8; 40] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 40];
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+    }
+    out
 }
 
 /// `signature` over `[token, timestamp, nonce]`: what WeChat puts in every callback's query.
