@@ -3,13 +3,13 @@
 //! answer.
 //!
 //! ```sh
-//! cargo build --release --example passive_reply --example loadgen
+//! cargo build --release --example passive_reply -p loadgen
 //! # start the server itself, 1,000,000 requests over 32 connections:
-//! target/release/examples/loadgen --spawn target/release/examples/passive_reply --requests 1000000
+//! target/release/loadgen --spawn target/release/examples/passive_reply --requests 1000000
 //! # a 5-minute soak, sampling the server's RSS every 10 s:
-//! target/release/examples/loadgen --spawn target/release/examples/passive_reply --duration 300
+//! target/release/loadgen --spawn target/release/examples/passive_reply --duration 300
 //! # against a server already running (same WECHAT_* variables as the server):
-//! target/release/examples/loadgen --addr 127.0.0.1:3000 --requests 10000
+//! target/release/loadgen --addr 127.0.0.1:3000 --requests 10000
 //! ```
 //!
 //! # Flags
