@@ -10,8 +10,11 @@
 //!   ([`TokenEndpoint::Token`]);
 //! * it is cached in a [`TokenStore`] until shortly before `expires_in` runs out (5 minutes
 //!   before, a quarter of the lifetime for short ones);
-//! * concurrent callers without a valid token cause exactly one fetch: refreshes are
-//!   serialised in the process and, through [`TokenStore::try_lock`], across instances;
+//! * concurrent callers without a valid token cause exactly one fetch: in the process, one
+//!   caller fetches and the others get its outcome, the token or the error (a
+//!   [`SharedError`] inside [`Error::Transport`] and [`Error::Store`]); if that caller is
+//!   cancelled, one of the waiting ones fetches instead; across instances, refreshes are
+//!   serialised through [`TokenStore::try_lock`];
 //! * when a call answers `errcode` 40001, 40014 or 42001 the token is dropped only if it is
 //!   still the one that failed, a token is fetched once (never with `force_refresh`), and the
 //!   call retried once.
@@ -52,12 +55,15 @@ use serde_json::{Map, Value};
 use tower::Service;
 
 mod error;
+mod flight;
 mod message;
 mod token;
 mod transport;
 mod wire;
 
-pub use error::{ApiError, ApiErrorKind, BadResponseKind, BoxError, BuildError, Error, StoreError};
+pub use error::{
+    ApiError, ApiErrorKind, BadResponseKind, BoxError, BuildError, Error, SharedError, StoreError,
+};
 pub use message::{
     mini_program_link, CustomMessage, Image, Link, Media, MediaType, MiniProgramPage, Text,
     TypingCommand, UploadedMedia,
@@ -115,7 +121,7 @@ struct Inner {
     token_key: String,
     lock_key: String,
     owner: String,
-    refresh: tokio::sync::Mutex<()>,
+    flight: flight::Flight,
 }
 
 impl<S: Clone> Clone for Client<S> {
@@ -221,7 +227,8 @@ impl ClientBuilder {
     }
 
     /// How long the cross-instance refresh lock is held at most (default 30 s); should
-    /// exceed the transport's timeout.
+    /// exceed the transport's timeout. A caller cancelled while fetching cannot release the
+    /// lock: other instances then wait for the lease to run out (this one carries on).
     pub fn refresh_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -259,7 +266,7 @@ impl ClientBuilder {
                 token_key,
                 lock_key,
                 owner: wire::random_hex(16),
-                refresh: tokio::sync::Mutex::new(()),
+                flight: flight::Flight::new(),
             }),
             transport,
         })
@@ -416,10 +423,14 @@ where
         Ok(token.filter(|t| t.is_valid_at(now)))
     }
 
+    /// A new token, fetched by one of the concurrent callers in this process; the others
+    /// get its outcome, the token or the error.
     async fn refresh(&self) -> Result<AccessToken, Error> {
+        self.inner.flight.run(|| self.refresh_shared()).await
+    }
+
+    async fn refresh_shared(&self) -> Result<AccessToken, Error> {
         let inner = &*self.inner;
-        // One refresh at a time in this process; the others find its token afterwards.
-        let _local = inner.refresh.lock().await;
         if let Some(token) = self.stored_token().await? {
             return Ok(token);
         }
