@@ -359,6 +359,11 @@ fn hang() -> Answer {
     Answer::Delay(Duration::from_secs(120), Box::new(err(-1)))
 }
 
+/// Waits until the back-off after a failed token fetch (1 s by default) has passed.
+async fn past_the_backoff() {
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
 /// Starts `n` sends at once and waits for all of them; panics if they are not all done
 /// within `bound` (a bound on a hang, not a measure of speed).
 async fn sends_at_once(client: &Client, n: usize, bound: Duration) -> Vec<Result<(), Error>> {
@@ -398,8 +403,9 @@ async fn a_failed_token_fetch_is_shared_with_every_waiting_caller() {
     assert_eq!(mock.count(TOKEN), 1);
     assert_eq!(mock.count(SEND), 0);
 
-    // The endpoint recovers: the next send fetches once and succeeds.
+    // The endpoint recovers: after the back-off, the next send fetches once and succeeds.
     down.store(false, Ordering::SeqCst);
+    past_the_backoff().await;
     client.send_text("OPENID", "hi").await.unwrap();
     assert_eq!(mock.count(TOKEN), 2);
     assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
@@ -429,6 +435,7 @@ async fn a_hanging_token_fetch_times_out_once_for_every_waiting_caller() {
     assert_eq!(mock.count(SEND), 0);
 
     down.store(false, Ordering::SeqCst);
+    past_the_backoff().await;
     client.send_text("OPENID", "hi").await.unwrap();
     assert_eq!(mock.count(TOKEN), 2);
     assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
@@ -466,8 +473,85 @@ async fn a_cancelled_token_fetch_leaves_no_caller_waiting() {
 
     // Nothing is left "in flight": a later call fetches again.
     down.store(false, Ordering::SeqCst);
+    past_the_backoff().await;
     client.send_text("OPENID", "hi").await.unwrap();
     assert_eq!(mock.count(TOKEN), 3);
+}
+
+#[tokio::test]
+async fn after_a_failed_fetch_calls_get_its_error_until_the_backoff_passes() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), || err(40125))).await;
+    let client = mock.client();
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert_eq!(mock.count(TOKEN), 1);
+    // The endpoint recovers, but within the back-off (1 s by default) the client does not
+    // ask it again: the next calls get the same error at once.
+    down.store(false, Ordering::SeqCst);
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert_eq!(e.api().unwrap().message(), "error 40125 rid: 1234");
+    let e = client.access_token().await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert_eq!(mock.count(TOKEN), 1);
+    assert_eq!(mock.count(SEND), 0);
+    // After it, the next send fetches once and succeeds.
+    past_the_backoff().await;
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 2);
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+}
+
+#[tokio::test]
+async fn the_backoff_is_configurable() {
+    // Long: the error is reported again and again without asking the recovered endpoint.
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), || err(-1))).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .refresh_backoff(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    client.send_text("OPENID", "hi").await.unwrap_err();
+    down.store(false, Ordering::SeqCst);
+    for _ in 0..5 {
+        let e = client.send_text("OPENID", "hi").await.unwrap_err();
+        assert_eq!(e.api_kind(), Some(ApiErrorKind::SystemBusy));
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    // A token in the store is still used during the back-off: here another instance,
+    // which reaches a working endpoint, stores one.
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    let sharing = |base: String| {
+        Client::builder("wxAPPID", "SECRET")
+            .base_url(base)
+            .token_store(store.clone())
+            .refresh_backoff(Duration::from_secs(600))
+            .build()
+            .unwrap()
+    };
+    let client = sharing(mock.base());
+    down.store(true, Ordering::SeqCst);
+    client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(mock.count(TOKEN), 2);
+    let other = Mock::start(standard).await;
+    sharing(other.base()).access_token().await.unwrap();
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-1");
+    assert_eq!(mock.count(TOKEN), 2);
+
+    // Zero: no back-off, every call that needs a token asks for one.
+    let mock = Mock::start(|_| err(-1)).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .refresh_backoff(Duration::ZERO)
+        .build()
+        .unwrap();
+    for n in 1..=3 {
+        client.send_text("OPENID", "hi").await.unwrap_err();
+        assert_eq!(mock.count(TOKEN), n);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

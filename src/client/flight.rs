@@ -6,14 +6,17 @@
 //! * `Idle`: the first caller to find it becomes the *leader*: it puts `Fetching` in the
 //!   slot and fetches in its own future;
 //! * `Fetching`: other callers wait on the leader's channel;
-//! * when the leader has its outcome, it puts `Idle` back and sends the outcome, the token
-//!   or the error, to every waiter;
+//! * when the leader has its outcome, it puts `Idle` back after a token, `Failed` after an
+//!   error, and sends the outcome, the token or the error, to every waiter;
+//! * `Failed`: until the back-off has passed, callers get its error at once (no fetch);
+//!   then it counts as `Idle`;
 //! * if the leader's future is dropped before that (its caller was cancelled, or it
 //!   panicked), its guard puts `Idle` back and drops the channel: the waiters see the channel
 //!   closed and start over, one of them becoming the new leader.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -28,6 +31,8 @@ type Channel = watch::Receiver<Option<Outcome>>;
 
 pub(crate) struct Flight {
     state: Mutex<State>,
+    /// How long after a failed fetch callers get its error instead of fetching again.
+    backoff: Duration,
 }
 
 struct State {
@@ -39,6 +44,7 @@ struct State {
 enum Slot {
     Idle,
     Fetching { leader: u64, outcome: Channel },
+    Failed { error: Arc<Error>, until: Instant },
 }
 
 /// What a caller does.
@@ -47,15 +53,20 @@ enum Turn<'a> {
     Lead(Leader<'a>),
     /// Wait for the leader's outcome.
     Wait(Channel),
+    /// A fetch failed within the back-off: its error.
+    Failed(Arc<Error>),
 }
 
 impl Flight {
-    pub(crate) fn new() -> Self {
+    /// A flight whose failures are reported to the callers of the next `backoff` instead
+    /// of being retried (capped at a day).
+    pub(crate) fn new(backoff: Duration) -> Self {
         Flight {
             state: Mutex::new(State {
                 slot: Slot::Idle,
                 leaders: 0,
             }),
+            backoff: backoff.min(Duration::from_secs(86_400)),
         }
     }
 
@@ -67,8 +78,12 @@ impl Flight {
 
     fn turn(&self) -> Turn<'_> {
         let mut state = self.state();
-        if let Slot::Fetching { outcome, .. } = &state.slot {
-            return Turn::Wait(outcome.clone());
+        match &state.slot {
+            Slot::Fetching { outcome, .. } => return Turn::Wait(outcome.clone()),
+            Slot::Failed { error, until } if Instant::now() < *until => {
+                return Turn::Failed(Arc::clone(error));
+            }
+            Slot::Failed { .. } | Slot::Idle => {}
         }
         state.leaders = state.leaders.wrapping_add(1);
         let leader = state.leaders;
@@ -93,6 +108,7 @@ impl Flight {
     {
         loop {
             match self.turn() {
+                Turn::Failed(error) => return Err(Error::share(&error)),
                 Turn::Lead(leader) => {
                     let outcome = fetch().await.map_err(Arc::new);
                     leader.finish(outcome.clone());
@@ -121,23 +137,34 @@ struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    /// Leaves the slot and sends `outcome` to the waiters.
+    /// Leaves the slot (`Failed` after an error) and sends `outcome` to the waiters.
     fn finish(self, outcome: Outcome) {
-        self.leave();
+        let next = match &outcome {
+            Err(error) if !self.flight.backoff.is_zero() => {
+                let now = Instant::now();
+                Slot::Failed {
+                    error: Arc::clone(error),
+                    until: now.checked_add(self.flight.backoff).unwrap_or(now),
+                }
+            }
+            _ => Slot::Idle,
+        };
+        self.leave(next);
         self.tx.send_replace(Some(outcome));
     }
 
-    fn leave(&self) {
+    fn leave(&self, next: Slot) {
         let mut state = self.flight.state();
         if matches!(state.slot, Slot::Fetching { leader, .. } if leader == self.id) {
-            state.slot = Slot::Idle;
+            state.slot = next;
         }
     }
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        self.leave();
+        // Nothing failed: no back-off. (After `finish`, the slot is no longer ours.)
+        self.leave(Slot::Idle);
         // Then `tx` is dropped: waiters without an outcome see the channel closed.
     }
 }

@@ -15,6 +15,8 @@
 //!   [`SharedError`] inside [`Error::Transport`] and [`Error::Store`]); if that caller is
 //!   cancelled, one of the waiting ones fetches instead; across instances, refreshes are
 //!   serialised through [`TokenStore::try_lock`];
+//! * after a failed fetch, calls that need a new token get its error at once, without
+//!   fetching, for a short back-off ([`ClientBuilder::refresh_backoff`], 1 s by default);
 //! * when a call answers `errcode` 40001, 40014 or 42001 the token is dropped only if it is
 //!   still the one that failed, a token is fetched once (never with `force_refresh`), and the
 //!   call retried once.
@@ -163,6 +165,7 @@ impl Client {
             clock: None,
             body_limit: 1024 * 1024,
             lease: Duration::from_secs(30),
+            backoff: Duration::from_secs(1),
         }
     }
 }
@@ -178,6 +181,7 @@ pub struct ClientBuilder {
     clock: Option<Arc<dyn Clock>>,
     body_limit: usize,
     lease: Duration,
+    backoff: Duration,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -188,6 +192,8 @@ impl fmt::Debug for ClientBuilder {
             .field("base_url", &self.base_url)
             .field("token_endpoint", &self.endpoint)
             .field("body_limit", &self.body_limit)
+            .field("refresh_lease", &self.lease)
+            .field("refresh_backoff", &self.backoff)
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +240,17 @@ impl ClientBuilder {
         self
     }
 
+    /// How long after a failed token fetch calls that need a new token get that fetch's
+    /// error at once instead of fetching again (default 1 s; capped at a day;
+    /// [`Duration::ZERO`] turns the back-off off). A token in the [`TokenStore`] is still
+    /// used during the back-off, and callers waiting for a fetch always get its outcome.
+    ///
+    /// A `Transport` or `Store` error reported this way carries a [`SharedError`].
+    pub fn refresh_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
     /// Builds the client with the default [`HttpsTransport`].
     pub fn build(self) -> Result<Client, BuildError> {
         let transport = HttpsTransport::new()?;
@@ -266,7 +283,7 @@ impl ClientBuilder {
                 token_key,
                 lock_key,
                 owner: wire::random_hex(16),
-                flight: flight::Flight::new(),
+                flight: flight::Flight::new(self.backoff),
             }),
             transport,
         })
