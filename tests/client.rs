@@ -1,7 +1,7 @@
 //! The customer-service client against a loopback mock of the WeChat API.
 #![cfg(feature = "client")]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -10,8 +10,8 @@ use http::StatusCode;
 use serde_json::json;
 use wechat_push::client::{
     AccessToken, ApiErrorKind, BadResponseKind, BoxFuture, Client, Clock, CustomMessage, Error,
-    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, StoreError, TokenEndpoint,
-    TokenStore, TypingCommand,
+    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, SharedError, StoreError,
+    TokenEndpoint, TokenStore, TypingCommand,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -21,7 +21,7 @@ use wechat_push::client::{
 #[path = "common/mock_api.rs"]
 mod mock_api;
 
-use mock_api::{err, ok, standard, token_answer, Answer, Mock, SEND, TOKEN};
+use mock_api::{err, ok, standard, token_answer, Answer, Mock, Recorded, SEND, TOKEN};
 
 /// A client of the mock.
 trait MockClient {
@@ -327,6 +327,231 @@ async fn token_expires_by_the_injected_clock() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(token(&client).await, "TOKEN-4");
     assert_eq!(mock.count(TOKEN), 4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Token outages: one fetch, its outcome shared
+// ---------------------------------------------------------------------------------------
+
+/// A client of `mock` whose transport gives up on a request after `timeout`.
+fn client_with_timeout(mock: &Mock, timeout: Duration) -> Client {
+    Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .build_with_transport(HttpsTransport::new().unwrap().timeout(timeout))
+        .unwrap()
+}
+
+/// A WeChat API whose token endpoint answers `failure` while `down` is set, and otherwise
+/// issues tokens like `token_answer`; every other call succeeds.
+fn flaky(
+    down: Arc<AtomicBool>,
+    failure: fn() -> Answer,
+) -> impl Fn(&Recorded) -> Answer + Send + Sync + 'static {
+    move |r| match r.path.as_str() {
+        TOKEN if down.load(Ordering::SeqCst) => failure(),
+        TOKEN => token_answer(r),
+        _ => ok(),
+    }
+}
+
+/// A token endpoint that answers after the client gave up.
+fn hang() -> Answer {
+    Answer::Delay(Duration::from_secs(120), Box::new(err(-1)))
+}
+
+/// Waits until the back-off after a failed token fetch (1 s by default) has passed.
+async fn past_the_backoff() {
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
+/// Starts `n` sends at once and waits for all of them; panics if they are not all done
+/// within `bound` (a bound on a hang, not a measure of speed).
+async fn sends_at_once(client: &Client, n: usize, bound: Duration) -> Vec<Result<(), Error>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send_text(&format!("OPENID{i}"), "hi").await })
+        })
+        .collect();
+    let all = async {
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    };
+    tokio::time::timeout(bound, all)
+        .await
+        .unwrap_or_else(|_| panic!("{n} sends not all done within {bound:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_token_fetch_is_shared_with_every_waiting_caller() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), || {
+        Answer::Delay(Duration::from_millis(200), Box::new(err(-1)))
+    }))
+    .await;
+    let client = mock.client();
+    // Fetching in turn, one after another, would take 50 × 200 ms.
+    let results = sends_at_once(&client, 50, Duration::from_secs(5)).await;
+    for result in &results {
+        let e = result.as_ref().unwrap_err();
+        assert_eq!(e.api_kind(), Some(ApiErrorKind::SystemBusy), "{e:?}");
+        assert_eq!(e.api().unwrap().message(), "error -1 rid: 1234");
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    assert_eq!(mock.count(SEND), 0);
+
+    // The endpoint recovers: after the back-off, the next send fetches once and succeeds.
+    down.store(false, Ordering::SeqCst);
+    past_the_backoff().await;
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 2);
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_token_fetch_times_out_once_for_every_waiting_caller() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), hang)).await;
+    let client = client_with_timeout(&mock, Duration::from_millis(300));
+    // Timing out in turn, one after another, would take 50 × 300 ms.
+    let results = sends_at_once(&client, 50, Duration::from_secs(5)).await;
+    for result in results {
+        let e = result.unwrap_err();
+        let Error::Transport(inner) = &e else {
+            panic!("expected a transport error, got {e:?}");
+        };
+        // Everyone has the one timeout, which can still be downcast.
+        let shared = inner.downcast_ref::<SharedError>().expect("a shared error");
+        assert!(
+            shared.get_ref().is::<tokio::time::error::Elapsed>(),
+            "{e:?}"
+        );
+        assert_eq!(inner.to_string(), "deadline has elapsed");
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    assert_eq!(mock.count(SEND), 0);
+
+    down.store(false, Ordering::SeqCst);
+    past_the_backoff().await;
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 2);
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_token_fetch_leaves_no_caller_waiting() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), hang)).await;
+    let client = client_with_timeout(&mock, Duration::from_secs(2));
+    // The first caller starts the fetch …
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.send_text("OPENID", "first").await })
+    };
+    mock.wait_for(TOKEN, 1).await;
+    // … 49 more wait for it …
+    let others = {
+        let client = client.clone();
+        tokio::spawn(async move { sends_at_once(&client, 49, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // … and the first is cancelled while the endpoint hangs.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    // One of the others fetches again (the endpoint still hangs) and all get its outcome.
+    // Timing out in turn, one after another, would take 49 × 2 s.
+    let results = others.await.unwrap();
+    for result in results {
+        let e = result.unwrap_err();
+        assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    }
+    assert_eq!(mock.count(TOKEN), 2);
+    assert_eq!(mock.count(SEND), 0);
+
+    // Nothing is left "in flight": a later call fetches again.
+    down.store(false, Ordering::SeqCst);
+    past_the_backoff().await;
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 3);
+}
+
+#[tokio::test]
+async fn after_a_failed_fetch_calls_get_its_error_until_the_backoff_passes() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), || err(40125))).await;
+    let client = mock.client();
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert_eq!(mock.count(TOKEN), 1);
+    // The endpoint recovers, but within the back-off (1 s by default) the client does not
+    // ask it again: the next calls get the same error at once.
+    down.store(false, Ordering::SeqCst);
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert_eq!(e.api().unwrap().message(), "error 40125 rid: 1234");
+    let e = client.access_token().await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert_eq!(mock.count(TOKEN), 1);
+    assert_eq!(mock.count(SEND), 0);
+    // After it, the next send fetches once and succeeds.
+    past_the_backoff().await;
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 2);
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+}
+
+#[tokio::test]
+async fn the_backoff_is_configurable() {
+    // Long: the error is reported again and again without asking the recovered endpoint.
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), || err(-1))).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .refresh_backoff(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    client.send_text("OPENID", "hi").await.unwrap_err();
+    down.store(false, Ordering::SeqCst);
+    for _ in 0..5 {
+        let e = client.send_text("OPENID", "hi").await.unwrap_err();
+        assert_eq!(e.api_kind(), Some(ApiErrorKind::SystemBusy));
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    // A token in the store is still used during the back-off: here another instance,
+    // which reaches a working endpoint, stores one.
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    let sharing = |base: String| {
+        Client::builder("wxAPPID", "SECRET")
+            .base_url(base)
+            .token_store(store.clone())
+            .refresh_backoff(Duration::from_secs(600))
+            .build()
+            .unwrap()
+    };
+    let client = sharing(mock.base());
+    down.store(true, Ordering::SeqCst);
+    client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(mock.count(TOKEN), 2);
+    let other = Mock::start(standard).await;
+    sharing(other.base()).access_token().await.unwrap();
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-1");
+    assert_eq!(mock.count(TOKEN), 2);
+
+    // Zero: no back-off, every call that needs a token asks for one.
+    let mock = Mock::start(|_| err(-1)).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .refresh_backoff(Duration::ZERO)
+        .build()
+        .unwrap();
+    for n in 1..=3 {
+        client.send_text("OPENID", "hi").await.unwrap_err();
+        assert_eq!(mock.count(TOKEN), n);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

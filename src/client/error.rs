@@ -2,6 +2,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 use http::StatusCode;
 
@@ -44,6 +45,63 @@ impl Error {
     /// The kind of API error, if WeChat answered with a non-zero `errcode`.
     pub fn api_kind(&self) -> Option<ApiErrorKind> {
         self.api().map(ApiError::kind)
+    }
+}
+
+impl Error {
+    /// This error for one of several callers sharing it (a failed token fetch is reported
+    /// to every caller that waited for it): `Api`, `BadResponse` and `InvalidInput` are
+    /// cloned; `Transport` and `Store` get a [`SharedError`] pointing at the original.
+    pub(crate) fn share(this: &Arc<Error>) -> Error {
+        match &**this {
+            Error::Api(e) => Error::Api(e.clone()),
+            Error::BadResponse { status, kind } => Error::BadResponse {
+                status: *status,
+                kind: kind.clone(),
+            },
+            Error::InvalidInput(what) => Error::InvalidInput(what),
+            Error::Transport(_) => Error::Transport(Box::new(SharedError(Arc::clone(this)))),
+            Error::Store(_) => Error::Store(StoreError::new(SharedError(Arc::clone(this)))),
+        }
+    }
+}
+
+/// The error inside [`Error::Transport`] or [`Error::Store`] when one failed access-token
+/// fetch is reported to several callers: every caller that was waiting for the fetch, and
+/// every caller during the back-off after it (see
+/// [`ClientBuilder::refresh_backoff`](super::ClientBuilder::refresh_backoff)).
+///
+/// It displays as the original error and has the same [`source`](StdError::source);
+/// [`get_ref`](Self::get_ref) gives the original, for example to downcast it.
+#[derive(Clone)]
+pub struct SharedError(Arc<Error>);
+
+impl SharedError {
+    /// The original error: the transport's, or the token store's.
+    pub fn get_ref(&self) -> &(dyn StdError + 'static) {
+        match &*self.0 {
+            Error::Transport(e) => &**e,
+            Error::Store(e) => e.source().unwrap_or(e),
+            other => other,
+        }
+    }
+}
+
+impl fmt::Debug for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedError").field(&self.get_ref()).finish()
+    }
+}
+
+impl fmt::Display for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.get_ref(), f)
+    }
+}
+
+impl StdError for SharedError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.get_ref().source()
     }
 }
 
@@ -268,5 +326,93 @@ impl StdError for BuildError {
             BuildError::Tls(e) => Some(&**e),
             BuildError::InvalidBaseUrl(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages of `e` and its sources, outermost first.
+    fn chain(e: &(dyn StdError + 'static)) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(e) = next {
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
+    }
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("connection failed")
+        }
+    }
+
+    impl StdError for Outer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn outer() -> Outer {
+        Outer(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ))
+    }
+
+    #[test]
+    fn shared_errors_read_like_the_original() {
+        let originals = [
+            Error::Api(ApiError::new(40125, "invalid appsecret rid: 1")),
+            Error::BadResponse {
+                status: StatusCode::BAD_GATEWAY,
+                kind: BadResponseKind::NotJson {
+                    snippet: "<html>".into(),
+                },
+            },
+            Error::InvalidInput("request URI or header"),
+            Error::Transport(Box::new(outer())),
+            Error::Store(StoreError::new(outer())),
+        ];
+        for original in originals {
+            let expected = chain(&original);
+            let debug = format!("{original:?}");
+            let shared = Arc::new(original);
+            for _ in 0..2 {
+                let copy = Error::share(&shared);
+                assert_eq!(chain(&copy), expected, "{debug}");
+                assert_eq!(
+                    std::mem::discriminant(&copy),
+                    std::mem::discriminant(&*shared)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_original_of_a_shared_error_can_be_downcast() {
+        for original in [
+            Error::Transport(Box::new(outer())),
+            Error::Store(StoreError::new(outer())),
+        ] {
+            let shared = Arc::new(original);
+            let copy = Error::share(&shared);
+            let inner = match &copy {
+                Error::Transport(e) => &**e,
+                Error::Store(e) => e.source().unwrap(),
+                other => panic!("{other:?}"),
+            };
+            let inner = inner.downcast_ref::<SharedError>().unwrap();
+            assert!(inner.get_ref().downcast_ref::<Outer>().is_some());
+            assert!(format!("{copy:?}").contains("TimedOut"));
+        }
+        let api = Arc::new(Error::Api(ApiError::new(-1, "busy")));
+        assert_eq!(Error::share(&api).api().unwrap().code(), -1);
     }
 }

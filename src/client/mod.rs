@@ -10,8 +10,13 @@
 //!   ([`TokenEndpoint::Token`]);
 //! * it is cached in a [`TokenStore`] until shortly before `expires_in` runs out (5 minutes
 //!   before, a quarter of the lifetime for short ones);
-//! * concurrent callers without a valid token cause exactly one fetch: refreshes are
-//!   serialised in the process and, through [`TokenStore::try_lock`], across instances;
+//! * concurrent callers without a valid token cause exactly one fetch: in the process, one
+//!   caller fetches and the others get its outcome, the token or the error (a
+//!   [`SharedError`] inside [`Error::Transport`] and [`Error::Store`]); if that caller is
+//!   cancelled, one of the waiting ones fetches instead; across instances, refreshes are
+//!   serialised through [`TokenStore::try_lock`];
+//! * after a failed fetch, calls that need a new token get its error at once, without
+//!   fetching, for a short back-off ([`ClientBuilder::refresh_backoff`], 1 s by default);
 //! * when a call answers `errcode` 40001, 40014 or 42001 the token is dropped only if it is
 //!   still the one that failed, a token is fetched once (never with `force_refresh`), and the
 //!   call retried once.
@@ -52,12 +57,15 @@ use serde_json::{Map, Value};
 use tower::Service;
 
 mod error;
+mod flight;
 mod message;
 mod token;
 mod transport;
 mod wire;
 
-pub use error::{ApiError, ApiErrorKind, BadResponseKind, BoxError, BuildError, Error, StoreError};
+pub use error::{
+    ApiError, ApiErrorKind, BadResponseKind, BoxError, BuildError, Error, SharedError, StoreError,
+};
 pub use message::{
     mini_program_link, CustomMessage, Image, Link, Media, MediaType, MiniProgramPage, Text,
     TypingCommand, UploadedMedia,
@@ -115,7 +123,7 @@ struct Inner {
     token_key: String,
     lock_key: String,
     owner: String,
-    refresh: tokio::sync::Mutex<()>,
+    flight: flight::Flight,
 }
 
 impl<S: Clone> Clone for Client<S> {
@@ -157,6 +165,7 @@ impl Client {
             clock: None,
             body_limit: 1024 * 1024,
             lease: Duration::from_secs(30),
+            backoff: Duration::from_secs(1),
         }
     }
 }
@@ -172,6 +181,7 @@ pub struct ClientBuilder {
     clock: Option<Arc<dyn Clock>>,
     body_limit: usize,
     lease: Duration,
+    backoff: Duration,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -182,6 +192,8 @@ impl fmt::Debug for ClientBuilder {
             .field("base_url", &self.base_url)
             .field("token_endpoint", &self.endpoint)
             .field("body_limit", &self.body_limit)
+            .field("refresh_lease", &self.lease)
+            .field("refresh_backoff", &self.backoff)
             .finish_non_exhaustive()
     }
 }
@@ -221,9 +233,21 @@ impl ClientBuilder {
     }
 
     /// How long the cross-instance refresh lock is held at most (default 30 s); should
-    /// exceed the transport's timeout.
+    /// exceed the transport's timeout. A caller cancelled while fetching cannot release the
+    /// lock: other instances then wait for the lease to run out (this one carries on).
     pub fn refresh_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// How long after a failed token fetch calls that need a new token get that fetch's
+    /// error at once instead of fetching again (default 1 s; capped at a day;
+    /// [`Duration::ZERO`] turns the back-off off). A token in the [`TokenStore`] is still
+    /// used during the back-off, and callers waiting for a fetch always get its outcome.
+    ///
+    /// A `Transport` or `Store` error reported this way carries a [`SharedError`].
+    pub fn refresh_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -259,7 +283,7 @@ impl ClientBuilder {
                 token_key,
                 lock_key,
                 owner: wire::random_hex(16),
-                refresh: tokio::sync::Mutex::new(()),
+                flight: flight::Flight::new(self.backoff),
             }),
             transport,
         })
@@ -416,10 +440,14 @@ where
         Ok(token.filter(|t| t.is_valid_at(now)))
     }
 
+    /// A new token, fetched by one of the concurrent callers in this process; the others
+    /// get its outcome, the token or the error.
     async fn refresh(&self) -> Result<AccessToken, Error> {
+        self.inner.flight.run(|| self.refresh_shared()).await
+    }
+
+    async fn refresh_shared(&self) -> Result<AccessToken, Error> {
         let inner = &*self.inner;
-        // One refresh at a time in this process; the others find its token afterwards.
-        let _local = inner.refresh.lock().await;
         if let Some(token) = self.stored_token().await? {
             return Ok(token);
         }
