@@ -1,14 +1,35 @@
-//! The protocol core, in process: signature check, safe-mode decode (verify `msg_signature`,
-//! decrypt, decode) of a ~200-byte text push in XML and JSON, and sealing a text reply.
+//! In process, no sockets: the `signature` check on its own, and whole requests through the
+//! layer, the path a server runs once hyper has the request.
 //!
-//! `cargo bench --bench core`. The same work as `../shared/bench/inproc` measures for the peers
-//! and the naive Rust reference; the README's performance section quotes the medians.
+//! Each layer bench sends one request through `WechatLayer` with `oneshot`, polled by hand
+//! with a no-op waker (the body is one ready frame and the handler a ready `service_fn`, so
+//! no runtime is involved): a plaintext push answered `success`, a safe-mode push answered
+//! `success`, and a safe-mode text push answered with a sealed text reply, each a ~200-byte
+//! text push in XML and in JSON. Timed: from `oneshot` to the finished `http::Response` (query
+//! parse and `signature` check, body collection, `msg_signature` check, decryption, decoding,
+//! the handler, encoding and sealing the reply). Not timed: building the request and cloning
+//! the service before, dropping the response after (criterion's `iter_batched`).
+//!
+//! `cargo bench --bench core`; `cargo bench --bench core -- --list` names the benches.
+//! `../shared/bench/inproc` times the peers' decrypt-and-parse and encrypt-a-reply functions
+//! alone (no request, no framework, no handler), so its figures do not compare like for like
+//! with the layer benches here, which also parse the query, collect the body, call the
+//! handler and build the response.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use std::convert::Infallible;
+use std::future::{ready, Future};
 use std::hint::black_box;
-use wechat_push::codec::{self, Envelope};
-use wechat_push::crypto::{self, EncodingAesKey, KeyRing};
-use wechat_push::{reply, signature, Format, Reply};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{service_fn, Service, ServiceExt};
+use wechat_push::crypto::{self, EncodingAesKey};
+use wechat_push::message::Kind;
+use wechat_push::{signature, Format, Message, Reply, ResponseBody, WechatLayer};
 
 const TOKEN: &str = "benchtoken";
 const APPID: &str = "wx1234567890abcdef";
@@ -16,49 +37,97 @@ const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 const TS: &str = "1714200000";
 const NONCE: &str = "1234567890";
 
-/// A signed safe-mode push, shaped like the load harness's W2/W3 requests.
-#[derive(Debug)]
-pub(crate) struct Push {
-    /// The POST body: the envelope around `Encrypt`.
-    pub(crate) body: Vec<u8>,
-    /// The query's `msg_signature`.
-    pub(crate) msg_signature: String,
-}
-
-/// Builds the push for `format`.
-pub(crate) fn push(format: Format) -> Push {
-    let key = EncodingAesKey::new(KEY).unwrap();
-    let plain = match format {
+/// The text push, in clear.
+fn plaintext(format: Format) -> &'static str {
+    match format {
         Format::Xml => "<xml><ToUserName><![CDATA[gh_x]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName><CreateTime>1714200000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello]]></Content><MsgId>23456789012345678</MsgId></xml>",
         Format::Json => r#"{"ToUserName":"gh_x","FromUserName":"oUser","CreateTime":1714200000,"MsgType":"text","Content":"hello","MsgId":23456789012345678}"#,
-    };
-    let encrypt = crypto::encrypt_with_prefix(&key, *b"0123456789abcdef", plain.as_bytes(), APPID);
-    let body = match format {
-        Format::Xml => format!("<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
-        Format::Json => format!(r#"{{"ToUserName":"gh_x","Encrypt":"{encrypt}"}}"#),
-    };
-    let msg_signature = signature::sign_message(TOKEN, TS, NONCE, &encrypt).to_string();
-    Push {
-        body: body.into_bytes(),
-        msg_signature,
     }
 }
 
-/// The whole safe-mode decode, as the layer does it once the body is in.
-pub(crate) fn open(keys: &KeyRing, push: &Push) -> wechat_push::Message {
-    let (format, envelope) = codec::decode_envelope(&push.body).unwrap();
-    let Envelope::Encrypted(encrypt) = envelope else {
-        panic!("encrypted push expected")
-    };
-    assert!(signature::verify_message(
-        &push.msg_signature,
-        TOKEN,
-        TS,
-        NONCE,
-        &encrypt
-    ));
-    let opened = keys.decrypt(&encrypt).unwrap();
-    codec::decode_message(format, opened.as_bytes()).unwrap()
+/// A signed push: its query and body.
+#[derive(Clone, Debug)]
+struct Push {
+    uri: String,
+    body: Bytes,
+}
+
+impl Push {
+    /// The plaintext push, signed as in plaintext mode.
+    fn plain(format: Format) -> Push {
+        let sig = signature::sign(TOKEN, TS, NONCE);
+        Push {
+            uri: format!("/wechat?signature={sig}&timestamp={TS}&nonce={NONCE}"),
+            body: Bytes::from_static(plaintext(format).as_bytes()),
+        }
+    }
+
+    /// The same push in safe mode: encrypted into an envelope, with `msg_signature`, shaped
+    /// like the load harness's W2/W3 requests.
+    fn safe(format: Format) -> Push {
+        let key = EncodingAesKey::new(KEY).unwrap();
+        let encrypt = crypto::encrypt_with_prefix(
+            &key,
+            *b"0123456789abcdef",
+            plaintext(format).as_bytes(),
+            APPID,
+        );
+        let body = match format {
+            Format::Xml => format!("<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+            Format::Json => format!(r#"{{"ToUserName":"gh_x","Encrypt":"{encrypt}"}}"#),
+        };
+        let sig = signature::sign(TOKEN, TS, NONCE);
+        let msg_signature = signature::sign_message(TOKEN, TS, NONCE, &encrypt);
+        Push {
+            uri: format!(
+                "/wechat?signature={sig}&timestamp={TS}&nonce={NONCE}&openid=oUser&encrypt_type=aes&msg_signature={msg_signature}"
+            ),
+            body: Bytes::from(body),
+        }
+    }
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.as_str())
+            .body(Full::new(self.body.clone()))
+            .unwrap()
+    }
+}
+
+/// Polls `future` once; with a ready body and a ready handler the layer's future finishes.
+fn poll_once<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("pending with a ready body and a ready handler"),
+    }
+}
+
+/// The body of `res`.
+fn text(res: Response<ResponseBody>) -> String {
+    let body = poll_once(res.into_body().collect()).unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// Times one `oneshot` of `push` through `svc`, after checking the answer once with `check`.
+fn bench_layer<S>(
+    c: &mut Criterion,
+    name: &str,
+    svc: &S,
+    push: &Push,
+    check: impl Fn(Response<ResponseBody>) -> String,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResponseBody>, Error = Infallible> + Clone,
+{
+    let body = check(poll_once(svc.clone().oneshot(push.request())).unwrap());
+    assert!(!body.is_empty(), "{name}");
+    c.bench_function(name, |b| {
+        b.iter_batched(
+            || (svc.clone(), push.request()),
+            |(svc, req)| poll_once(svc.oneshot(black_box(req))).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 fn benches(c: &mut Criterion) {
@@ -67,22 +136,58 @@ fn benches(c: &mut Criterion) {
         b.iter(|| signature::verify(black_box(&sig), TOKEN, black_box(TS), black_box(NONCE)))
     });
 
-    let keys = KeyRing::new(EncodingAesKey::new(KEY).unwrap(), APPID);
+    let layer = WechatLayer::new(TOKEN)
+        .unwrap()
+        .encryption(EncodingAesKey::new(KEY).unwrap(), APPID)
+        .clock(|| 1_714_200_000);
+    let acknowledging = layer.layer(service_fn(|_: Request<Message>| {
+        ready(Ok::<_, Infallible>(Reply::Success))
+    }));
+    let echoing = layer.layer(service_fn(|req: Request<Message>| {
+        ready(Ok::<_, Infallible>(match req.body().kind() {
+            Kind::Text { content } => Reply::text(content.clone()),
+            _ => Reply::Success,
+        }))
+    }));
+    let success = |res: Response<ResponseBody>| {
+        assert_eq!(res.status(), 200);
+        let body = text(res);
+        assert_eq!(body, "success");
+        body
+    };
     for (name, format) in [("xml", Format::Xml), ("json", Format::Json)] {
-        let push = push(format);
-        c.bench_function(&format!("safe-mode decode {name}"), |b| {
-            b.iter(|| open(&keys, black_box(&push)))
-        });
+        let sealed = |res: Response<ResponseBody>| {
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["content-type"], format.content_type());
+            let body = text(res);
+            assert!(
+                body.contains("Encrypt") && body.contains("MsgSignature"),
+                "{body}"
+            );
+            body
+        };
+        bench_layer(
+            c,
+            &format!("layer plaintext {name} push, success"),
+            &acknowledging,
+            &Push::plain(format),
+            success,
+        );
+        bench_layer(
+            c,
+            &format!("layer safe-mode {name} push, success"),
+            &acknowledging,
+            &Push::safe(format),
+            success,
+        );
+        bench_layer(
+            c,
+            &format!("layer safe-mode {name} push, sealed text reply"),
+            &echoing,
+            &Push::safe(format),
+            sealed,
+        );
     }
-
-    let key = EncodingAesKey::new(KEY).unwrap();
-    let text = Reply::text("hello");
-    c.bench_function("encode + seal text reply xml", |b| {
-        b.iter(|| {
-            let doc = black_box(&text).encode(Format::Xml, "oUser", "gh_x", 1714200000);
-            reply::seal(Format::Xml, &key, APPID, TOKEN, &doc, 1714200000).unwrap()
-        })
-    });
 }
 
 criterion_group!(core, benches);

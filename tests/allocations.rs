@@ -1,33 +1,200 @@
-//! Allocations per safe-mode decode, counted by dhat's allocator (a count, not a timing).
+//! Heap allocations of one request through the layer, counted by dhat's allocator (a count,
+//! not a timing: speed is `benches/core.rs`'s business).
+//!
+//! Each case sends one request through `WechatLayer` with `oneshot`, polled by hand with a
+//! no-op waker (no runtime: the body is one ready frame and the handler a ready
+//! `service_fn`). The layered service and the request (URI, headers, body bytes) are built
+//! before counting starts. What is counted is everything from `oneshot` to the finished
+//! `http::Response`: parsing and checking the query, collecting the body, decoding the push
+//! (in safe mode also checking `msg_signature` and decrypting), the `Request<Message>` with
+//! its `PushInfo` extension, the handler's reply (the echoing handler allocates the reply's
+//! `String`), the encoded and, for an encrypted push, sealed answer, and the response. Reading
+//! and checking the answer comes after. Each case runs once before it is counted, so nothing a
+//! thread sets up on first use (sealing reads its randomness ahead per thread) is counted.
+//!
+//! Every case has a ceiling: the count measured when this test was written ([`TODAY`]), plus
+//! 2. Up to two allocations more on the request path are tolerated, three fail; fewer is
+//! welcome (then lower [`TODAY`]). The counts are printed:
+//! `cargo test --test allocations -- --nocapture`.
+//!
+//! One `#[test]` only: dhat counts the allocations of every thread, and allows one profiler
+//! per process.
 
-#[path = "../benches/core.rs"]
-#[allow(dead_code)]
-mod core_bench;
+mod common;
 
-use wechat_push::crypto::{EncodingAesKey, KeyRing};
-use wechat_push::Format;
+use std::convert::Infallible;
+use std::future::{ready, Future};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use common::{echo, request, s, Case};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use tower::{service_fn, Service, ServiceExt};
+use wechat_push::{crypto, signature, Message, Reply, ResponseBody};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-#[test]
-fn safe_mode_decode_allocates_at_most_10_times() {
-    let keys = KeyRing::new(
-        EncodingAesKey::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap(),
-        "wx1234567890abcdef",
-    );
-    let pushes = [
-        core_bench::push(Format::Xml),
-        core_bench::push(Format::Json),
-    ];
-    let _profiler = dhat::Profiler::builder().testing().build();
-    for push in &pushes {
-        let before = dhat::HeapStats::get().total_blocks;
-        let message = core_bench::open(&keys, push);
-        let count = dhat::HeapStats::get().total_blocks - before;
-        drop(message);
-        println!("{count} allocations");
-        assert!(count <= 10, "{count} allocations for one safe-mode decode");
-        assert!(count >= 1, "the allocator must be counting");
+/// The counts measured when this test was written (on commit bfcd629); the ceilings are these
+/// plus [`SLACK`].
+const TODAY: [(&str, u64); 6] = [
+    ("plaintext xml push, success", 11),
+    ("safe-mode xml push, success", 13),
+    ("safe-mode xml push, sealed text reply", 18),
+    ("plaintext json push, success", 11),
+    ("safe-mode json push, success", 13),
+    ("safe-mode json push, sealed text reply", 17),
+];
+
+/// How many allocations above [`TODAY`] a case may make before the test fails.
+const SLACK: u64 = 2;
+
+/// Polls `future` once; everything on these paths is ready, so it must finish.
+fn poll_once<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("pending with a ready body and a ready handler"),
     }
+}
+
+/// Sends `req` through a clone of `svc`: the allocations counted, and the response.
+fn count<S>(svc: &S, req: Request<Full<Bytes>>) -> (u64, Response<ResponseBody>)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResponseBody>, Error = Infallible> + Clone,
+{
+    let svc = svc.clone();
+    let before = dhat::HeapStats::get().total_blocks;
+    let response = poll_once(svc.oneshot(req)).unwrap();
+    let after = dhat::HeapStats::get().total_blocks;
+    (after - before, response)
+}
+
+/// The response's status, `Content-Type` and body text.
+fn read(response: Response<ResponseBody>) -> (StatusCode, String, String) {
+    let (parts, body) = response.into_parts();
+    let content_type = parts.headers[http::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = poll_once(body.collect()).unwrap().to_bytes();
+    (
+        parts.status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+/// Checks the `MsgSignature` of a sealed reply and opens it: the clear reply document.
+fn open_sealed(case: &Case, format: &str, body: &str) -> String {
+    let (encrypt, sig, ts, nonce) = if format == "json" {
+        let v: Value = serde_json::from_str(body).unwrap();
+        (
+            v["Encrypt"].as_str().unwrap().to_owned(),
+            v["MsgSignature"].as_str().unwrap().to_owned(),
+            v["TimeStamp"].as_u64().unwrap().to_string(),
+            v["Nonce"].as_str().unwrap().to_owned(),
+        )
+    } else {
+        let get = |tag: &str| {
+            let inner = body
+                .split(&format!("<{tag}>"))
+                .nth(1)
+                .unwrap()
+                .split(&format!("</{tag}>"))
+                .next()
+                .unwrap();
+            let inner = inner.strip_prefix("<![CDATA[").unwrap_or(inner);
+            inner.strip_suffix("]]>").unwrap_or(inner).to_owned()
+        };
+        (
+            get("Encrypt"),
+            get("MsgSignature"),
+            get("TimeStamp"),
+            get("Nonce"),
+        )
+    };
+    assert!(
+        signature::verify_message(&sig, case.token(), &ts, &nonce, &encrypt),
+        "{body}"
+    );
+    crypto::decrypt(&case.key(), &encrypt, case.appid())
+        .unwrap()
+        .as_str()
+        .to_owned()
+}
+
+#[test]
+fn one_request_through_the_layer_allocates_no_more_than_today() {
+    let case = Case::new(0);
+    let layer = case.layer();
+    let acknowledging = layer.layer(service_fn(|_: Request<Message>| {
+        ready(Ok::<_, Infallible>(Reply::Success))
+    }));
+    let echoing = layer.layer(service_fn(echo));
+    let plain = |format: &str| case.plain_push(format);
+    let safe = |format: &str| {
+        let v = case.format(format);
+        request(
+            Method::POST,
+            s(v, "query"),
+            s(v, "request_body_safe").to_owned(),
+        )
+    };
+    // The text reply the echoing handler gives, as the user sees it once opened.
+    let reply = |format: &str| {
+        match format {
+        "json" => format!(
+            r#"{{"ToUserName":"o9AgO5Kd5ggOC-bXrbNODIiE3bGY","FromUserName":"gh_97417a04a28d","CreateTime":{},"MsgType":"text","Content":"hello"}}"#,
+            case.timestamp()
+        ),
+        _ => format!(
+            "<xml><ToUserName><![CDATA[o9AgO5Kd5ggOC-bXrbNODIiE3bGY]]></ToUserName><FromUserName><![CDATA[gh_97417a04a28d]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello]]></Content></xml>",
+            case.timestamp()
+        ),
+    }
+    };
+
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let mut over = Vec::new();
+    for format in ["xml", "json"] {
+        // (case, allocations)
+        let mut counted: Vec<(String, u64)> = Vec::new();
+
+        // A plaintext push, answered `success`.
+        count(&acknowledging, plain(format));
+        let (n, response) = count(&acknowledging, plain(format));
+        let (status, _, body) = read(response);
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
+        counted.push((format!("plaintext {format} push, success"), n));
+
+        // A safe-mode push, answered `success` (in clear, as always).
+        count(&acknowledging, safe(format));
+        let (n, response) = count(&acknowledging, safe(format));
+        let (status, _, body) = read(response);
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
+        counted.push((format!("safe-mode {format} push, success"), n));
+
+        // A safe-mode text push, answered with a text reply, sealed.
+        count(&echoing, safe(format));
+        let (n, response) = count(&echoing, safe(format));
+        let (status, content_type, body) = read(response);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, format!("application/{format}"));
+        assert_eq!(open_sealed(&case, format, &body), reply(format));
+        counted.push((format!("safe-mode {format} push, sealed text reply"), n));
+
+        for (name, n) in counted {
+            let today = TODAY.iter().find(|(case, _)| *case == name).unwrap().1;
+            let ceiling = today + SLACK;
+            println!("{name}: {n} allocations (today {today}, ceiling {ceiling})");
+            assert!(n >= 1, "{name}: the allocator must be counting");
+            if n > ceiling {
+                over.push(format!("{name}: {n} allocations, ceiling {ceiling}"));
+            }
+        }
+    }
+    assert!(over.is_empty(), "{over:#?}");
 }

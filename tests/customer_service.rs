@@ -204,7 +204,9 @@ async fn text_pushes_plaintext_and_safe_mode_are_echoed_through_custom_send() {
 async fn retries_of_one_push_cause_one_send() {
     let mock = Mock::start(standard).await;
     let server = Server::start(&mock.base()).await;
-    // The same push delivered three times, each with a fresh query (WeChat may re-sign).
+    // The same push delivered three times with the same query: `push_plain` signs with the
+    // current second and one nonce (a second boundary may change the timestamp). With a
+    // fresh query each time: tests/server.rs, `retried_with_a_fresh_query`.
     let push = xml_push(
         "text",
         "<Content><![CDATA[only once]]></Content><MsgId>77</MsgId>",

@@ -1,6 +1,12 @@
-//! The fuzz harnesses (fuzz/src/lib.rs, included as is) run as plain tests: every committed
-//! seed of fuzz/corpus/<target>/ and every input the fuzzers found, through the same oracles
-//! the fuzzers check. See fuzz/README.md.
+//! The fuzz harnesses (fuzz/src/lib.rs, included as is) run as plain tests, through the same
+//! oracles the fuzzers check: every `seed-*` file of fuzz/corpus/<target>/ (the committed seed
+//! corpus that fuzz/make_seeds.py writes), and each input that made a fuzzer fail, as its own
+//! test at the end of this file. See fuzz/README.md.
+//!
+//! Not replayed: the inputs libFuzzer adds to a corpus directory while it runs (named by
+//! their SHA-1, git-ignored, on the machine that ran it only). Those are inputs that reached
+//! new code, not failures; any other file in a corpus directory fails the replay, so that
+//! nothing committed there is skipped unnoticed.
 
 #[allow(unreachable_pub, dead_code, missing_docs)]
 #[path = "../fuzz/src/lib.rs"]
@@ -11,6 +17,7 @@ use std::path::Path;
 use http::StatusCode;
 
 /// Runs `check` on every `seed-*` file of fuzz/corpus/<target>; returns how many there were.
+/// Panics on a file that is neither a seed nor one of libFuzzer's SHA-1-named corpus inputs.
 fn replay(target: &str, mut check: impl FnMut(&[u8])) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -20,9 +27,18 @@ fn replay(target: &str, mut check: impl FnMut(&[u8])) -> usize {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("seed-"))
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.starts_with("seed-") {
+                return true;
+            }
+            let libfuzzer_input = name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            assert!(
+                libfuzzer_input,
+                "{}: neither a seed-* file nor a libFuzzer corpus input; \
+                 a fuzzer's failing input belongs in a test of its own",
+                p.display()
+            );
+            false
         })
         .collect();
     paths.sort();
@@ -120,4 +136,5 @@ fn layer_harness_flags() {
     );
 }
 
-// Findings of the fuzzers, one test each (the input that failed, through the same harness).
+// Inputs that made a fuzzer fail go below, one test each (the input, through the same
+// harness). None so far: the runs in fuzz/README.md's Results found no failure.

@@ -1,7 +1,16 @@
 //! The layer behind real servers on 127.0.0.1, driven by a real HTTP client: hyper 1 through
-//! `TowerToHyperService`, and axum with tower-http layers outside.
+//! `TowerToHyperService`, axum with tower-http layers outside, and the `customer_service`
+//! example's server (for CONTRACT.md's retry row with a fresh query; its other contract tests
+//! are in tests/customer_service.rs).
 
 mod common;
+#[cfg(all(feature = "client", feature = "tokio"))]
+#[allow(dead_code)]
+#[path = "../examples/customer_service.rs"]
+mod example;
+#[cfg(all(feature = "client", feature = "tokio"))]
+#[path = "common/mock_api.rs"]
+mod mock_api;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -230,4 +239,130 @@ async fn axum_handler_sees_push_info() {
         "{}",
         opened.as_str()
     );
+}
+
+/// CONTRACT.md, Retries: "the same push delivered 3 times (same body; same or fresh query) →
+/// one `custom/send` in all; all three answered 200", here with a fresh query each time: a
+/// new `timestamp` and `nonce`, so new signatures, around byte-identical bodies. Against the
+/// `customer_service` example's own server (dedupe and the 4 s deadline on, as it ships) and a
+/// loopback mock of the WeChat API.
+#[cfg(all(feature = "client", feature = "tokio"))]
+mod retried_with_a_fresh_query {
+    use std::collections::HashMap;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use super::common::{plain_query, s, send, Case};
+    use super::example;
+    use super::mock_api::{standard, Mock, SEND};
+    use http::{Method, StatusCode};
+    use tokio::net::TcpListener;
+    use wechat_push::{crypto, signature};
+
+    const OPENID: &str = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY";
+
+    /// Three deliveries' `timestamp`s (within the default tolerance of now, one distinct
+    /// second each) and `nonce`s.
+    fn fresh_queries() -> [(String, &'static str); 3] {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        [
+            ((now - 60).to_string(), "415670741"),
+            ((now - 30).to_string(), "1514711492"),
+            (now.to_string(), "846135702"),
+        ]
+    }
+
+    /// Delivers `body` with each query of `queries` to the example started against `mock`,
+    /// stops the server (which waits for its pending sends) and answers what the three
+    /// deliveries got.
+    async fn deliver(mock: &Mock, queries: &[String; 3], body: &str) -> Vec<(StatusCode, String)> {
+        assert!(
+            queries[0] != queries[1] && queries[1] != queries[2] && queries[0] != queries[2],
+            "fresh queries: {queries:#?}"
+        );
+        let case = Case::new(0);
+        let env: HashMap<&str, String> = HashMap::from([
+            ("BIND", "127.0.0.1:0".to_owned()),
+            ("WECHAT_TOKEN", case.token().to_owned()),
+            ("WECHAT_APPID", case.appid().to_owned()),
+            (
+                "WECHAT_ENCODING_AES_KEY",
+                s(&case.v, "encoding_aes_key").to_owned(),
+            ),
+            ("WECHAT_APP_SECRET", "SECRET".to_owned()),
+            ("WECHAT_API_BASE", mock.base()),
+        ]);
+        let config = example::configure(|name| env.get(name).cloned()).unwrap();
+        let listener = TcpListener::bind(config.bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(example::serve(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        let mut answers = Vec::new();
+        for query in queries {
+            let (status, _, text) =
+                send(addr, Method::POST, &format!("/wechat?{query}"), body).await;
+            answers.push((status, text));
+        }
+        let _ = stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+        answers
+    }
+
+    fn all_success(answers: &[(StatusCode, String)]) -> bool {
+        answers
+            .iter()
+            .all(|(status, body)| *status == StatusCode::OK && body == "success")
+    }
+
+    /// The exact `custom/send` body echoing `content` to [`OPENID`].
+    fn text_send(content: &str) -> String {
+        format!(r#"{{"touser":"{OPENID}","msgtype":"text","text":{{"content":"{content}"}}}}"#)
+    }
+
+    #[tokio::test]
+    async fn a_plaintext_push_causes_one_send() {
+        let mock = Mock::start(standard).await;
+        let token = Case::new(0).token().to_owned();
+        let queries = fresh_queries().map(|(ts, nonce)| plain_query(&token, &ts, nonce));
+        let body = format!(
+            "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName><CreateTime>1714200000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[fresh query, plaintext]]></Content><MsgId>24567213810038001</MsgId></xml>"
+        );
+        let answers = deliver(&mock, &queries, &body).await;
+        assert!(all_success(&answers), "{answers:?}");
+        let sends = mock.requests(SEND);
+        assert_eq!(sends.len(), 1, "one send in all: {sends:#?}");
+        assert_eq!(sends[0].text(), text_send("fresh query, plaintext"));
+    }
+
+    #[tokio::test]
+    async fn a_safe_mode_push_causes_one_send() {
+        let mock = Mock::start(standard).await;
+        let case = Case::new(0);
+        let plaintext = format!(
+            r#"{{"ToUserName":"gh_97417a04a28d","FromUserName":"{OPENID}","CreateTime":1714200000,"MsgType":"text","Content":"fresh query, safe mode","MsgId":24567213810038002}}"#
+        );
+        // One encryption: the three bodies are the same bytes; only the query is re-signed.
+        let encrypt = crypto::encrypt(&case.key(), plaintext.as_bytes(), case.appid()).unwrap();
+        let body = format!(r#"{{"ToUserName":"gh_97417a04a28d","Encrypt":"{encrypt}"}}"#);
+        let queries = fresh_queries().map(|(ts, nonce)| {
+            let msg_signature = signature::sign_message(case.token(), &ts, nonce, &encrypt);
+            format!(
+                "{}&openid={OPENID}&encrypt_type=aes&msg_signature={msg_signature}",
+                plain_query(case.token(), &ts, nonce)
+            )
+        });
+        let answers = deliver(&mock, &queries, &body).await;
+        assert!(all_success(&answers), "{answers:?}");
+        let sends = mock.requests(SEND);
+        assert_eq!(sends.len(), 1, "one send in all: {sends:#?}");
+        assert_eq!(sends[0].text(), text_send("fresh query, safe mode"));
+    }
 }
