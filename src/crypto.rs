@@ -230,6 +230,10 @@ impl KeyRing {
     }
 
     /// Encrypts `msg` with the key `id` names, under a fresh random prefix.
+    ///
+    /// # Panics
+    ///
+    /// If `msg` is 4 GiB or longer (see [`encrypt`]).
     pub fn encrypt(&self, id: KeyId, msg: &[u8]) -> Result<String, RandomError> {
         encrypt(self.key(id), msg, &self.app_id)
     }
@@ -256,18 +260,22 @@ pub struct Decrypted {
 impl Decrypted {
     /// The plaintext document (XML or JSON).
     pub fn as_str(&self) -> &str {
-        // Checked to be UTF-8 in `open`; the fallback is unreachable.
-        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes())
+            .expect("invariant: `open` checked that the message is UTF-8")
     }
 
     /// The plaintext document's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        self.buf.get(HEADER..self.msg_end).unwrap_or_default()
+        self.buf
+            .get(HEADER..self.msg_end)
+            .expect("invariant: `open` checked HEADER <= msg_end <= the plaintext's length")
     }
 
     /// The 16-byte random prefix the sender chose.
     pub fn prefix(&self) -> &[u8] {
-        self.buf.get(..16).unwrap_or_default()
+        self.buf
+            .get(..16)
+            .expect("invariant: `open` checked that the plaintext holds the 20-byte header")
     }
 
     /// Which key opened it ([`KeyId::Current`] for [`decrypt`]).
@@ -349,6 +357,11 @@ pub fn decrypt(
 }
 
 /// Encrypts `msg` for `app_id` under a fresh random 16-byte prefix and returns `Encrypt`.
+///
+/// # Panics
+///
+/// If `msg` is 4 GiB or longer: the layout stores its length in 32 bits, so such a message
+/// cannot be sealed. (WeChat takes replies of a few kilobytes.)
 pub fn encrypt(key: &EncodingAesKey, msg: &[u8], app_id: &str) -> Result<String, RandomError> {
     Ok(encrypt_with_prefix(key, random::os_random()?, msg, app_id))
 }
@@ -356,6 +369,10 @@ pub fn encrypt(key: &EncodingAesKey, msg: &[u8], app_id: &str) -> Result<String,
 /// Encrypts with a caller-chosen prefix: deterministic, for test vectors.
 ///
 /// Use [`encrypt`] for real replies.
+///
+/// # Panics
+///
+/// If `msg` is 4 GiB or longer (see [`encrypt`]).
 pub fn encrypt_with_prefix(
     key: &EncodingAesKey,
     prefix: [u8; 16],
@@ -385,31 +402,34 @@ pub(crate) fn seal_buffer(capacity: usize) -> Vec<u8> {
 /// Encrypts, in place, a buffer that holds [`HEADER`] bytes of room followed by the
 /// message: fills in the prefix and length, appends the AppID and the padding, and returns
 /// the cipher text (the whole buffer).
+///
+/// # Panics
+///
+/// If `buf` is shorter than [`HEADER`] (it did not come from [`seal_buffer`]: a bug here),
+/// or if the message is 4 GiB or longer (the caller's message cannot be sealed; the public
+/// functions document it).
 pub(crate) fn seal_in_place<'a>(
     key: &EncodingAesKey,
     prefix: [u8; 16],
     buf: &'a mut Vec<u8>,
     app_id: &str,
 ) -> &'a [u8] {
-    let msg_len = buf.len().saturating_sub(HEADER);
-    // A WeChat message is far below 4 GiB; saturate rather than wrap for absurd inputs.
-    let len = u32::try_from(msg_len).unwrap_or(u32::MAX);
-    if let Some(header) = buf.get_mut(..HEADER) {
-        header[..16].copy_from_slice(&prefix);
-        header[16..].copy_from_slice(&len.to_be_bytes());
-    }
+    let msg_len = buf
+        .len()
+        .checked_sub(HEADER)
+        .expect("invariant: a buffer to seal starts with HEADER bytes of room (seal_buffer)");
+    let len = u32::try_from(msg_len)
+        .expect("a message to seal is shorter than 4 GiB: its length field is 32 bits");
+    buf[..16].copy_from_slice(&prefix);
+    buf[16..HEADER].copy_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(app_id.as_bytes());
     let unpadded = buf.len();
     let total = sealed_len(msg_len, app_id);
     // The padding length is 1..=32, so it fits in a byte.
     buf.resize(total, (total - unpadded) as u8);
-    let sealed = key
-        .encryptor()
+    key.encryptor()
         .encrypt_padded_mut::<NoPadding>(buf, total)
-        // The buffer is a whole number of blocks, which is all NoPadding asks.
-        .map(|c| c.len())
-        .unwrap_or(0);
-    &buf[..sealed]
+        .expect("invariant: the buffer is `total` bytes, a whole number of AES blocks")
 }
 
 fn decode_base64(encrypt: &str) -> Result<Vec<u8>, DecryptError> {
@@ -529,6 +549,14 @@ mod tests {
             decrypt(&key, &not_utf8, "wx1").unwrap_err(),
             DecryptError::NotUtf8
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "HEADER bytes of room")]
+    fn sealing_a_buffer_without_header_room_is_a_bug_not_a_cipher_text() {
+        let key = EncodingAesKey::new(KEY).unwrap();
+        let mut buf = b"<xml/>".to_vec();
+        seal_in_place(&key, [7; 16], &mut buf, "wx1");
     }
 
     #[test]

@@ -273,11 +273,18 @@ fn collect<B: Body>(
     }
 }
 
+/// The most a second frame reserves up front for the frames still to come. The announced
+/// length is only the client's word: a client that announces 1 MiB and sends a byte at a time
+/// must not make the server hold 1 MiB per connection. Past this the buffer grows with the
+/// data received (doubling, so a large body still costs few copies).
+const RESERVE_CAP: usize = 16 * 1024;
+
 /// The body read so far. A body that arrives in one frame, as a small push over HTTP/1.1
 /// does, is kept as that frame (no copy when it is [`Bytes`]); a second frame starts a copy.
 enum Collected {
     Empty {
-        /// The capacity to copy into if a second frame comes: the body's announced size.
+        /// The capacity to copy into if a second frame comes: the body's announced size, at
+        /// most [`RESERVE_CAP`].
         expected: usize,
     },
     One(Bytes, usize),
@@ -285,8 +292,11 @@ enum Collected {
 }
 
 impl Collected {
-    fn new(expected: usize) -> Self {
-        Self::Empty { expected }
+    /// Nothing read yet from a body announced to be `announced` bytes long.
+    fn new(announced: usize) -> Self {
+        Self::Empty {
+            expected: announced.min(RESERVE_CAP),
+        }
     }
 
     fn len(&self) -> usize {

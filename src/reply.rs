@@ -254,9 +254,9 @@ fn media(w: &mut Writer, element: &str, media_id: &str) {
 /// signs it, and wraps it in the `Encrypt` / `MsgSignature` / `TimeStamp` / `Nonce` envelope
 /// (PROTOCOL.md §4.5), with a fresh random ten-digit `Nonce`.
 ///
-/// `timestamp` is the reply's time in Unix seconds. The prefix and the nonce are 24 bytes from
-/// the operating system's random source, which each thread reads 1 KiB at a time (one system
-/// call per 42 sealed replies); no byte is handed out twice.
+/// `timestamp` is the reply's time in Unix seconds. The prefix and the nonce are 24 bytes
+/// read from the operating system's random source for this reply alone (one `getrandom` call
+/// per reply, nothing kept between calls, so nothing a forked process could reuse).
 pub fn seal(
     format: Format,
     key: &EncodingAesKey,
