@@ -1,38 +1,36 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The sans-IO protocol core: no tower, no tokio (see ARCHITECTURE.md).
+mod protocol;
+// The tower wiring: the layer, its service and its response future.
+mod middleware;
+// What runs around the handler: dedupe, the ack deadline, the replay guard.
+mod retry;
+// Shared by the middleware and the client.
 mod body;
+pub mod store;
+
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-pub mod codec;
-pub mod crypto;
+
+pub use protocol::{codec, crypto, message, query, reply, signature};
+pub use retry::replay;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub mod deadline;
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub mod dedupe;
-mod future;
-mod layer;
-pub mod message;
-mod push;
-pub mod query;
-mod random;
-mod rejection;
-pub mod replay;
-pub mod reply;
-mod service;
-pub mod signature;
-pub mod store;
+pub use retry::{deadline, dedupe};
+
+use protocol::{push, random, rejection};
 
 pub use body::ResponseBody;
 pub use codec::Format;
 pub use crypto::{EncodingAesKey, KeyRing};
-pub use future::ResponseFuture;
-pub use layer::{Clock, ConfigError, WechatLayer, DEFAULT_BODY_LIMIT, DEFAULT_TIMESTAMP_TOLERANCE};
 pub use message::Message;
+pub use middleware::{
+    Clock, ConfigError, ResponseFuture, Wechat, WechatLayer, DEFAULT_BODY_LIMIT,
+    DEFAULT_TIMESTAMP_TOLERANCE,
+};
 pub use push::PushInfo;
 pub use rejection::Rejection;
 pub use reply::Reply;
-pub use service::Wechat;

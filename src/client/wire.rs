@@ -4,12 +4,14 @@ use std::future::poll_fn;
 use std::pin::Pin;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::StatusCode;
+use http::{header, Method, StatusCode};
 use http_body::Body;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, BadResponseKind, BoxError, Error};
 use super::message::Media;
+use super::transport::RequestBody;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub(crate) fn percent_encode(s: &str) -> String {
@@ -173,6 +175,27 @@ pub(crate) fn multipart(media: &Media) -> Result<(Bytes, String), Error> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+pub(super) fn json_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, Error> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|_| Error::InvalidInput("body not serialisable as JSON"))
+}
+
+pub(super) fn build_request(
+    method: Method,
+    uri: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<http::Request<RequestBody>, Error> {
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    if let Some(content_type) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    builder
+        .body(RequestBody::new(body))
+        .map_err(|_| Error::InvalidInput("request URI or header"))
 }
 
 #[cfg(test)]

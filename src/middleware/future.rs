@@ -12,8 +12,8 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use super::layer::Config;
 use crate::body::ResponseBody;
-use crate::layer::Config;
 use crate::message::Message;
 use crate::push::{self, ReplyTo};
 use crate::query::CallbackQuery;

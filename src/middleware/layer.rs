@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tower::layer::util::Identity;
 use tower::Layer;
 
+use super::service::Wechat;
 use crate::crypto::{EncodingAesKey, KeyRing};
 #[cfg(feature = "tokio")]
 use crate::deadline::AckDeadlineLayer;
 #[cfg(feature = "tokio")]
 use crate::dedupe::{DedupeLayer, DedupeStore};
 use crate::replay::ReplayStore;
-use crate::service::Wechat;
 
 /// The default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;

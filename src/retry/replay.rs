@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
 
-use crate::layer::{Config, DEFAULT_TIMESTAMP_TOLERANCE};
+use crate::middleware::{Config, DEFAULT_TIMESTAMP_TOLERANCE};
 use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
 use crate::store::{BoundedMap, BoxFuture, StoreError};

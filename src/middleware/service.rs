@@ -7,9 +7,9 @@ use http::{header, Request};
 use http_body::Body;
 use tower::Service;
 
+use super::future::ResponseFuture;
+use super::layer::{Config, WechatLayer};
 use crate::body::ResponseBody;
-use crate::future::ResponseFuture;
-use crate::layer::{Config, WechatLayer};
 use crate::message::Message;
 use crate::push::{self, Checked};
 use crate::rejection::Rejection;
@@ -47,7 +47,7 @@ impl<S> Wechat<S> {
     }
 
     /// Same as [`WechatLayer::new`].
-    pub fn layer(token: impl Into<String>) -> Result<WechatLayer, crate::layer::ConfigError> {
+    pub fn layer(token: impl Into<String>) -> Result<WechatLayer, crate::middleware::ConfigError> {
         WechatLayer::new(token)
     }
 }

@@ -1,0 +1,180 @@
+//! Replies: what the handler answers, written in the push's format and sealed when the push was
+//! encrypted.
+//!
+//! A mini program answers almost every push with [`Reply::Success`] and talks back through the
+//! customer-service API; an official account can answer in the HTTP response itself with a
+//! passive reply ([`Reply::Text`], [`Reply::News`], …). The layer fills in the addressing:
+//! `ToUserName` is the push's `FromUserName`, `FromUserName` its `ToUserName`, `CreateTime` the
+//! current time (PROTOCOL.md §6).
+//!
+//! ```
+//! use wechat_push::{Format, Reply};
+//!
+//! let body = Reply::text("你好").encode(Format::Json, "openid", "gh_id", 1714200600);
+//! assert_eq!(
+//!     body,
+//!     r#"{"ToUserName":"openid","FromUserName":"gh_id","CreateTime":1714200600,"MsgType":"text","Content":"你好"}"#.as_bytes()
+//! );
+//! assert_eq!(Reply::Success.encode(Format::Xml, "openid", "gh_id", 0), b"success");
+//! ```
+
+use crate::codec::Format;
+
+mod seal;
+#[cfg(test)]
+mod tests;
+mod write;
+
+pub use seal::{envelope, seal};
+pub(crate) use seal::{seal_reply, Sealer};
+
+/// What the handler answers to a push.
+///
+/// `Success` and `Empty` are sent as they are, in clear, in every mode; every other reply is a
+/// document in the push's format, encrypted when the push was.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The body `success`: received, nothing to say. What a mini program answers.
+    #[default]
+    Success,
+    /// An empty body, which WeChat also takes as "received".
+    Empty,
+    /// Hand the conversation to the customer-service tool, optionally to one agent.
+    TransferCustomerService {
+        /// The agent account (`KfAccount`), e.g. `agent@account`.
+        kf_account: Option<String>,
+    },
+    /// A text message (newlines allowed).
+    Text {
+        /// The text.
+        content: String,
+    },
+    /// An image uploaded beforehand.
+    Image {
+        /// Its media id.
+        media_id: String,
+    },
+    /// A voice message uploaded beforehand.
+    Voice {
+        /// Its media id.
+        media_id: String,
+    },
+    /// A video uploaded beforehand.
+    Video {
+        /// Its media id.
+        media_id: String,
+        /// Optional title.
+        title: Option<String>,
+        /// Optional description.
+        description: Option<String>,
+    },
+    /// A music message.
+    Music(Music),
+    /// Articles (WeChat shows one when answering a user's message).
+    News(Vec<Article>),
+}
+
+/// The body of a [`Reply::Music`].
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Music {
+    /// Title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Link to the music.
+    pub music_url: Option<String>,
+    /// Link to a high-quality version, played on Wi-Fi.
+    pub hq_music_url: Option<String>,
+    /// Media id of the cover thumbnail (required by WeChat).
+    pub thumb_media_id: String,
+}
+
+/// One article of a [`Reply::News`].
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Article {
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Picture link.
+    pub pic_url: String,
+    /// Link opened on tap.
+    pub url: String,
+}
+
+impl Reply {
+    /// A text reply.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self::Text {
+            content: content.into(),
+        }
+    }
+
+    /// An image reply.
+    pub fn image(media_id: impl Into<String>) -> Self {
+        Self::Image {
+            media_id: media_id.into(),
+        }
+    }
+
+    /// Hands the conversation to the customer-service tool.
+    pub fn transfer_customer_service() -> Self {
+        Self::TransferCustomerService { kf_account: None }
+    }
+
+    /// Whether this is `Success` or `Empty`: a bare acknowledgement, never encrypted.
+    pub fn is_ack(&self) -> bool {
+        self.ack_body().is_some()
+    }
+
+    /// The fixed body of an acknowledgement (`success`, or nothing); `None` for a reply
+    /// document.
+    pub(crate) fn ack_body(&self) -> Option<&'static [u8]> {
+        match self {
+            Self::Success => Some(b"success"),
+            Self::Empty => Some(b""),
+            _ => None,
+        }
+    }
+
+    /// `MsgType` of the reply document (`None` for an acknowledgement).
+    pub fn msg_type(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Success | Self::Empty => return None,
+            Self::TransferCustomerService { .. } => "transfer_customer_service",
+            Self::Text { .. } => "text",
+            Self::Image { .. } => "image",
+            Self::Voice { .. } => "voice",
+            Self::Video { .. } => "video",
+            Self::Music(_) => "music",
+            Self::News(_) => "news",
+        })
+    }
+
+    /// Writes the reply as the clear body for a push in `format`.
+    ///
+    /// `to_user` is the push's `FromUserName` (the user), `from_user` its `ToUserName` (the
+    /// account); `create_time` is in Unix seconds. Acknowledgements ignore all three.
+    pub fn encode(
+        &self,
+        format: Format,
+        to_user: &str,
+        from_user: &str,
+        create_time: u64,
+    ) -> Vec<u8> {
+        self.write_to(
+            Vec::with_capacity(256),
+            format,
+            to_user,
+            from_user,
+            create_time,
+        )
+    }
+}
+
+impl From<()> for Reply {
+    fn from((): ()) -> Self {
+        Self::Success
+    }
+}

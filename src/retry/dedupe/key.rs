@@ -1,0 +1,114 @@
+//! The key a push is deduplicated by.
+
+use std::fmt::Write as _;
+
+use sha1::{Digest, Sha1};
+
+use crate::message::{Message, Value};
+use crate::signature;
+
+/// The key one push is deduplicated by, scoped to the receiving account (`ToUserName`).
+///
+/// `MsgId` (numeric or not) when the push has one; otherwise the SHA-1 of `document`, the
+/// push's decrypted XML or JSON. A retry carries the same document, and two different pushes
+/// do not: two order events of the same account in the same second differ in their order ids,
+/// so they get two keys (a key of sender, time and event name would merge them and answer the
+/// second with the first one's reply).
+///
+/// ```
+/// use wechat_push::{dedupe::dedupe_key, Message};
+///
+/// let doc = br#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":42}"#;
+/// assert_eq!(dedupe_key(&Message::from_json(doc)?, doc), "gh_1|msg|42");
+///
+/// let event = br#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"event","Event":"trade_manage_order_settlement","transaction_id":"t1"}"#;
+/// let key = dedupe_key(&Message::from_json(event)?, event);
+/// assert!(key.starts_with("gh_1|doc|"));
+/// # Ok::<(), wechat_push::codec::DecodeError>(())
+/// ```
+pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
+    let mut key = String::with_capacity(64);
+    key.push_str(message.to_user());
+    if let Some(id) = message.msg_id() {
+        // Writing to a String cannot fail.
+        let _ = write!(key, "|msg|{id}");
+        return key;
+    }
+    if let Some(id) = message
+        .field("MsgId")
+        .and_then(Value::as_text)
+        .filter(|id| !id.is_empty())
+    {
+        key.push_str("|msg|");
+        key.push_str(id);
+        return key;
+    }
+    key.push_str("|doc|");
+    let digest: [u8; 20] = Sha1::digest(document).into();
+    key.extend(signature::hex(&digest).iter().map(|&b| char::from(b)));
+    key
+}
+
+/// The key of the push a request carries, put in its extensions by the layer (which has the
+/// decrypted document) when dedupe is on.
+#[derive(Clone, Debug)]
+pub(crate) struct DedupeKey(pub(crate) String);
+
+/// The key of a push whose document the caller does not have: its `MsgId`, or none.
+pub(super) fn id_key(message: &Message) -> Option<String> {
+    let has_id = message.msg_id().is_some()
+        || message
+            .field("MsgId")
+            .and_then(Value::as_text)
+            .is_some_and(|id| !id.is_empty());
+    has_id.then(|| dedupe_key(message, &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(json: &str) -> Message {
+        Message::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn key(json: &str) -> String {
+        dedupe_key(&message(json), json.as_bytes())
+    }
+
+    #[test]
+    fn keys() {
+        // A numeric or string MsgId is the key, whatever else the document holds.
+        assert_eq!(
+            key(
+                r#"{"ToUserName":"gh2","FromUserName":"o","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":42}"#
+            ),
+            "gh2|msg|42"
+        );
+        assert_eq!(
+            key(
+                r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":"a-1"}"#
+            ),
+            "gh|msg|a-1"
+        );
+        // Without one, the document's digest: two order events of one account in one second
+        // differ, the same document (a retry) does not.
+        let order = |id: &str| {
+            format!(
+                r#"{{"ToUserName":"gh","FromUserName":"o","CreateTime":7,"MsgType":"event","Event":"trade_manage_order_settlement","transaction_id":"{id}"}}"#
+            )
+        };
+        let (a, b) = (key(&order("t1")), key(&order("t2")));
+        assert_ne!(a, b);
+        assert_eq!(a, key(&order("t1")));
+        assert!(
+            a.starts_with("gh|doc|") && a.len() == "gh|doc|".len() + 40,
+            "{a}"
+        );
+        // Scoped by the receiving account.
+        let other = key(&order("t1").replace(r#""gh""#, r#""gh9""#));
+        assert!(other.starts_with("gh9|doc|"));
+        // An empty string MsgId is no id.
+        assert!(key(r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"event","Event":"x","MsgId":""}"#).starts_with("gh|doc|"));
+    }
+}

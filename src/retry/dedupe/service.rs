@@ -1,0 +1,252 @@
+//! The dedupe service around the handler: claim the push, wait for a duplicate's first
+//! delivery, record the reply, and release the claim on every path where the push was not
+//! handled.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Request;
+use tower::{Layer, Service};
+
+use crate::message::Message;
+use crate::reply::Reply;
+
+use super::key::{id_key, DedupeKey};
+use super::store::{Claim, DedupeStore};
+use super::{DEFAULT_CLAIM_LEASE, DEFAULT_DEDUPE_TTL};
+
+/// How often a duplicate waiting on an in-flight push checks the store again, at most.
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// The layer [`WechatLayer::dedupe`](crate::WechatLayer::dedupe) puts around the handler.
+#[derive(Clone)]
+pub struct DedupeLayer {
+    store: Arc<dyn DedupeStore>,
+    ttl: Duration,
+    lease: Duration,
+}
+
+impl DedupeLayer {
+    /// Dedupe through `store`, with the default expiry and lease.
+    pub fn new(store: impl DedupeStore) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Dedupe through a store shared with other code (to look at its size, say).
+    pub fn from_arc(store: Arc<dyn DedupeStore>) -> Self {
+        Self {
+            store,
+            ttl: DEFAULT_DEDUPE_TTL,
+            lease: DEFAULT_CLAIM_LEASE,
+        }
+    }
+
+    /// How long a handled push is remembered (default five minutes).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a claim holds while its handler runs (default one minute).
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+impl std::fmt::Debug for DedupeLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DedupeLayer")
+            .field("ttl", &self.ttl)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for DedupeLayer {
+    type Service = Dedupe<S>;
+
+    fn layer(&self, inner: S) -> Dedupe<S> {
+        Dedupe {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The dedupe service around a handler. See the [module docs](crate::dedupe).
+#[derive(Clone, Debug)]
+pub struct Dedupe<S> {
+    inner: S,
+    layer: DedupeLayer,
+}
+
+impl<S> Service<Request<Message>> for Dedupe<S>
+where
+    S: Service<Request<Message>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Into<Reply>,
+    S::Error: Send + 'static,
+{
+    type Response = Reply;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Message>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let DedupeLayer { store, ttl, lease } = self.layer.clone();
+        // The layer keys the push by its document; outside it, only a `MsgId` is a safe key.
+        let key = match req.extensions_mut().remove::<DedupeKey>() {
+            Some(DedupeKey(key)) => Some(key),
+            None => id_key(req.body()),
+        };
+        Box::pin(async move {
+            let Some(key) = key else {
+                return inner.call(req).await.map(Into::into);
+            };
+            let owner = loop {
+                match store.claim(&key, lease).await {
+                    Ok(Claim::Acquired(owner)) => break Some(owner),
+                    Ok(Claim::Done(reply)) => return Ok(reply),
+                    Ok(Claim::InFlight) => {
+                        let _ = tokio::time::timeout(RECHECK, store.wait(&key)).await;
+                    }
+                    Err(_e) => {
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(%key, error = %_e, "dedupe store failed; handling the push anyway");
+                        break None;
+                    }
+                }
+            };
+            let Some(owner) = owner else {
+                return inner.call(req).await.map(Into::into);
+            };
+            // Released at once if the handler fails; if it panics or this future is dropped
+            // first, when the last holder lets go. The request carries a second handle, which
+            // the ack deadline moves into the handler's task (see `HeldClaim`).
+            let claim = HeldClaim(Arc::new(ClaimInner {
+                store,
+                key,
+                owner,
+                ttl,
+                state: AtomicU8::new(OPEN),
+            }));
+            req.extensions_mut().insert(claim.clone());
+            let reply: Reply = match inner.call(req).await {
+                Ok(reply) => reply.into(),
+                Err(e) => {
+                    claim.release();
+                    return Err(e);
+                }
+            };
+            claim.complete(&reply).await;
+            Ok(reply)
+        })
+    }
+}
+
+/// The claim of the delivery being handled.
+///
+/// Shared between the dedupe future and the request it passes on: when the handler runs in
+/// a task of its own ([`AckDeadline`](crate::deadline::AckDeadline)), the deadline layer
+/// takes the handle out of the request, so that a delivery dropped before the deadline does
+/// not release a push whose handler is still running (a retry would run it a second time).
+/// Released when the last handle is dropped uncompleted.
+#[derive(Clone)]
+pub(crate) struct HeldClaim(Arc<ClaimInner>);
+
+struct ClaimInner {
+    store: Arc<dyn DedupeStore>,
+    key: String,
+    owner: u64,
+    ttl: Duration,
+    /// [`OPEN`], [`COMPLETING`] or [`SETTLED`].
+    state: AtomicU8,
+}
+
+/// Claimed, nothing recorded yet.
+const OPEN: u8 = 0;
+/// The reply is being recorded.
+const COMPLETING: u8 = 1;
+/// Recorded or released: nothing more to do.
+const SETTLED: u8 = 2;
+
+impl HeldClaim {
+    /// Records `reply` as the push's answer, unless already settled.
+    ///
+    /// If the store fails, or this future is dropped before the store answered, the claim is
+    /// released instead, so that a waiting duplicate or the next retry handles the push.
+    pub(crate) async fn complete(&self, reply: &Reply) {
+        let claim = &*self.0;
+        if claim
+            .state
+            .compare_exchange(OPEN, COMPLETING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let unless_recorded = ReleaseUnlessRecorded(claim);
+        match claim
+            .store
+            .complete(&claim.key, claim.owner, reply, claim.ttl)
+            .await
+        {
+            Ok(()) => claim.state.store(SETTLED, Ordering::Release),
+            Err(_e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(key = %claim.key, error = %_e, "dedupe store failed to record a reply; released the push for its retry");
+            }
+        }
+        drop(unless_recorded);
+    }
+
+    /// Frees the push for the next delivery, unless already settled.
+    pub(crate) fn release(&self) {
+        self.0.release();
+    }
+
+    /// Frees the push for the next delivery even if a reply was recorded: its handler was
+    /// cancelled (the runtime shut down) after the push was answered at the ack deadline.
+    pub(crate) fn revoke(&self) {
+        let claim = &*self.0;
+        claim.state.store(SETTLED, Ordering::Release);
+        claim.store.release(&claim.key, claim.owner);
+    }
+}
+
+impl ClaimInner {
+    fn release(&self) {
+        if self.state.swap(SETTLED, Ordering::AcqRel) != SETTLED {
+            self.store.release(&self.key, self.owner);
+        }
+    }
+}
+
+impl Drop for ClaimInner {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Releases a claim whose reply was not recorded: the store failed, or the recording future
+/// was dropped mid-await.
+struct ReleaseUnlessRecorded<'a>(&'a ClaimInner);
+
+impl Drop for ReleaseUnlessRecorded<'_> {
+    fn drop(&mut self) {
+        if self.0.state.load(Ordering::Acquire) == COMPLETING {
+            self.0.release();
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Where dedupe records claims and replies: the [`DedupeStore`] contract and the in-memory store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::reply::Reply;
+use crate::store::{BoundedMap, BoxFuture, StoreError};
+
+/// What [`DedupeStore::claim`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free and is now claimed by this owner token: handle the push.
+    Acquired(u64),
+    /// Another delivery holds the claim and is being handled.
+    InFlight,
+    /// The push was handled; this is the reply it got.
+    Done(Reply),
+}
+
+/// Where dedupe records claims and replies, shared by every delivery of a push.
+///
+/// The operations a shared (e.g. Redis) implementation needs are all atomic single-key ones:
+/// `claim` is set-if-absent with an expiry (`SET key owner NX PX lease`, returning the
+/// current value otherwise); `complete` and `release` act only if the claim is still this
+/// owner's (compare-and-set / compare-and-delete); `wait` may simply sleep briefly when the
+/// store cannot notify.
+pub trait DedupeStore: Send + Sync + 'static {
+    /// Claims `key` for `lease` unless it is claimed or done.
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
+    /// Records the reply of the owner's delivery, kept for `ttl`, and wakes the waiters.
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        reply: &'a Reply,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Drops the owner's claim (its handler failed or was dropped), or the reply the owner
+    /// recorded (its handler was cancelled after the push had been answered at the ack
+    /// deadline), and wakes the waiters, so that the next delivery is handled again. Acts only
+    /// if the key is still the owner's. Synchronous because it runs from `Drop`; a remote
+    /// store may send the command in the background.
+    fn release(&self, key: &str, owner: u64);
+
+    /// Resolves when `key` may have changed (done or released), or after a short while.
+    fn wait<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()>;
+}
+
+impl<D: DedupeStore + ?Sized> DedupeStore for Arc<D> {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        (**self).claim(key, lease)
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        reply: &'a Reply,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).complete(key, owner, reply, ttl)
+    }
+
+    fn release(&self, key: &str, owner: u64) {
+        (**self).release(key, owner);
+    }
+
+    fn wait<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        (**self).wait(key)
+    }
+}
+
+/// The in-memory [`DedupeStore`]: per process, bounded, with waiting duplicates woken as soon
+/// as the first delivery is answered.
+#[derive(Debug)]
+pub struct MemoryDedupeStore {
+    map: Mutex<BoundedMap<Slot>>,
+    owners: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Slot {
+    InFlight { owner: u64, done: Arc<Notify> },
+    Done { owner: u64, reply: Reply },
+}
+
+impl MemoryDedupeStore {
+    /// A store holding at most `capacity` pushes; past that, the oldest are forgotten first.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: Mutex::new(BoundedMap::new(capacity)),
+            owners: AtomicU64::new(1),
+        }
+    }
+
+    /// How many pushes it holds now (claimed or done).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BoundedMap<Slot>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes the owner's claim, if it is still the owner's, and returns its waiters.
+    fn take_claim(
+        map: &mut BoundedMap<Slot>,
+        key: &str,
+        owner: u64,
+        now: Instant,
+    ) -> Option<Arc<Notify>> {
+        match map.get_mut(key, now) {
+            Some(Slot::InFlight { owner: o, done }) if *o == owner => {
+                let done = done.clone();
+                map.remove(key);
+                Some(done)
+            }
+            _ => None,
+        }
+    }
+
+    /// Removes the reply the owner recorded, if it is still the owner's.
+    fn take_done(map: &mut BoundedMap<Slot>, key: &str, owner: u64, now: Instant) {
+        if let Some(Slot::Done { owner: o, .. }) = map.get_mut(key, now) {
+            if *o == owner {
+                map.remove(key);
+            }
+        }
+    }
+}
+
+impl Default for MemoryDedupeStore {
+    /// Holds up to 100,000 pushes.
+    fn default() -> Self {
+        Self::new(100_000)
+    }
+}
+
+impl DedupeStore for MemoryDedupeStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let claim = match map.get_mut(key, now) {
+            Some(Slot::InFlight { .. }) => Claim::InFlight,
+            Some(Slot::Done { reply, .. }) => Claim::Done(reply.clone()),
+            None => {
+                let owner = self.owners.fetch_add(1, Ordering::Relaxed);
+                let slot = Slot::InFlight {
+                    owner,
+                    done: Arc::new(Notify::new()),
+                };
+                map.insert(key, slot, now + lease, now);
+                Claim::Acquired(owner)
+            }
+        };
+        Box::pin(std::future::ready(Ok(claim)))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        reply: &'a Reply,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let waiters = Self::take_claim(&mut map, key, owner, now);
+        // Record the reply even if the claim was evicted meanwhile: it is the answer.
+        if waiters.is_some() || map.get_mut(key, now).is_none() {
+            let reply = reply.clone();
+            map.insert(key, Slot::Done { owner, reply }, now + ttl, now);
+        }
+        drop(map);
+        if let Some(waiters) = waiters {
+            waiters.notify_waiters();
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn release(&self, key: &str, owner: u64) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let waiters = Self::take_claim(&mut map, key, owner, now);
+        if waiters.is_none() {
+            Self::take_done(&mut map, key, owner, now);
+        }
+        drop(map);
+        if let Some(waiters) = waiters {
+            waiters.notify_waiters();
+        }
+    }
+
+    fn wait<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        let mut map = self.lock();
+        let notified = match map.get_mut(key, Instant::now()) {
+            // Registered under the lock that `complete` and `release` take before they notify:
+            // a notification sent after this look at the slot cannot be missed.
+            Some(Slot::InFlight { done, .. }) => done.clone().notified_owned(),
+            _ => return Box::pin(std::future::ready(())),
+        };
+        drop(map);
+        Box::pin(notified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn release_drops_a_claim_or_the_owners_reply_only() {
+        let store = MemoryDedupeStore::new(10);
+        let lease = Duration::from_secs(60);
+        let Claim::Acquired(a) = store.claim("k", lease).await.unwrap() else {
+            panic!()
+        };
+        store
+            .complete("k", a, &Reply::Success, lease)
+            .await
+            .unwrap();
+        store.release("k", a + 1);
+        assert_eq!(
+            store.claim("k", lease).await.unwrap(),
+            Claim::Done(Reply::Success)
+        );
+        store.release("k", a);
+        assert!(matches!(
+            store.claim("k", lease).await.unwrap(),
+            Claim::Acquired(_)
+        ));
+    }
+
+    /// A completion racing a waiter's look at the slot: the waiter must be woken every time.
+    /// (The waiter used to register after unlocking, so a completion in between was missed.)
+    #[test]
+    fn a_wait_racing_a_completion_is_always_woken() {
+        let store = Arc::new(MemoryDedupeStore::new(10));
+        let lease = Duration::from_secs(60);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for round in 0..20_000 {
+            let key = format!("k{}", round % 4);
+            let Claim::Acquired(owner) = runtime.block_on(store.claim(&key, lease)).unwrap() else {
+                panic!("round {round}: not acquired")
+            };
+            let completer = {
+                let (store, key) = (store.clone(), key.clone());
+                std::thread::spawn(move || {
+                    std::hint::spin_loop();
+                    let reply = Reply::Success;
+                    let _ = futures_ready(store.complete(&key, owner, &reply, lease));
+                })
+            };
+            let woken = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(2), store.wait(&key)).await
+            });
+            completer.join().unwrap();
+            assert!(woken.is_ok(), "round {round}: the completion was missed");
+            store.release(&key, owner);
+            store.lock().remove(&key);
+        }
+    }
+
+    /// Polls a future that is ready at once (the memory store's are).
+    fn futures_ready<T>(future: BoxFuture<'_, T>) -> T {
+        let mut future = future;
+        let waker = std::task::Waker::noop();
+        match future.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(value) => value,
+            Poll::Pending => panic!("the memory store's futures are ready at once"),
+        }
+    }
+
+    #[tokio::test]
+    async fn claim_complete_release() {
+        let store = MemoryDedupeStore::new(10);
+        let lease = Duration::from_secs(60);
+        let Claim::Acquired(a) = store.claim("k", lease).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(store.claim("k", lease).await.unwrap(), Claim::InFlight);
+        store.release("k", a + 1); // not the owner: no effect
+        assert_eq!(store.claim("k", lease).await.unwrap(), Claim::InFlight);
+        store.release("k", a);
+        let Claim::Acquired(b) = store.claim("k", lease).await.unwrap() else {
+            panic!()
+        };
+        let wait = store.wait("k");
+        store
+            .complete("k", b, &Reply::text("hi"), lease)
+            .await
+            .unwrap();
+        wait.await; // woken, not hanging
+        assert_eq!(
+            store.claim("k", lease).await.unwrap(),
+            Claim::Done(Reply::text("hi"))
+        );
+    }
+}
