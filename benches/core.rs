@@ -139,6 +139,7 @@ fn benches(c: &mut Criterion) {
     let layer = WechatLayer::new(TOKEN)
         .unwrap()
         .encryption(EncodingAesKey::new(KEY).unwrap(), APPID)
+        .unwrap()
         .clock(|| 1_714_200_000);
     let acknowledging = layer.layer(service_fn(|_: Request<Message>| {
         ready(Ok::<_, Infallible>(Reply::Success))

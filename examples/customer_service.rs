@@ -87,7 +87,10 @@ pub(crate) fn configure(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
     };
     let secret = var("WECHAT_APP_SECRET").ok_or("WECHAT_APP_SECRET: required")?;
     let base = var("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-    let layer = wechat_layer(token, key, &app_id).map_err(|e| format!("WECHAT_TOKEN: {e}"))?;
+    let layer = wechat_layer(token, key, &app_id).map_err(|e| match e {
+        ConfigError::AppId => format!("WECHAT_APPID: {e}"),
+        _ => format!("WECHAT_TOKEN: {e}"),
+    })?;
     let client = Client::builder(app_id, secret)
         .base_url(base)
         .build()
@@ -109,7 +112,7 @@ pub(crate) fn wechat_layer(
 ) -> Result<ProductionLayer, ConfigError> {
     let layer = WechatLayer::new(token)?;
     let layer = match key {
-        Some(key) => layer.encryption(key, app_id),
+        Some(key) => layer.encryption(key, app_id)?,
         None => layer,
     };
     Ok(layer

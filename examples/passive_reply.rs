@@ -46,7 +46,9 @@ fn configure() -> Result<(SocketAddr, WechatLayer), String> {
     let mut layer = WechatLayer::new(token).map_err(|e| format!("WECHAT_TOKEN: {e}"))?;
     if let Some(key) = var("WECHAT_ENCODING_AES_KEY") {
         let key = EncodingAesKey::new(&key).map_err(|e| format!("WECHAT_ENCODING_AES_KEY: {e}"))?;
-        layer = layer.encryption(key, app_id);
+        layer = layer
+            .encryption(key, app_id)
+            .map_err(|e| format!("WECHAT_APPID: {e}"))?;
     }
     Ok((bind, layer))
 }

@@ -21,16 +21,16 @@ pub use retry::replay;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use retry::{deadline, dedupe};
 
-use protocol::{push, random, rejection};
+use protocol::{endpoint, random, rejection};
 
 pub use body::ResponseBody;
 pub use codec::Format;
 pub use crypto::{EncodingAesKey, KeyRing};
-pub use message::Message;
-pub use middleware::{
-    Clock, ConfigError, ResponseFuture, Wechat, WechatLayer, DEFAULT_BODY_LIMIT,
+pub use endpoint::{
+    Answer, ConfigError, Endpoint, OpenedPush, PushInfo, ReplyTo, Verified,
     DEFAULT_TIMESTAMP_TOLERANCE,
 };
-pub use push::PushInfo;
+pub use message::Message;
+pub use middleware::{ResponseFuture, Wechat, WechatLayer, DEFAULT_BODY_LIMIT};
 pub use rejection::Rejection;
 pub use reply::Reply;

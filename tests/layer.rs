@@ -212,6 +212,7 @@ async fn undecryptable_or_foreign_encrypt_is_400() {
             wechat_push::EncodingAesKey::new(s(neg, "encoding_aes_key")).unwrap(),
             s(neg, "configured_appid"),
         )
+        .unwrap()
         .timestamp_tolerance(None);
     let query = format!(
         "{}&encrypt_type=aes&msg_signature={}",

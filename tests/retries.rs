@@ -15,9 +15,7 @@ use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::{Notify, Semaphore};
-use tower::Layer;
 use tower::{service_fn, Service, ServiceExt};
-use wechat_push::deadline::AckDeadlineLayer;
 use wechat_push::dedupe::{Claim, DedupeLayer, DedupeStore, MemoryDedupeStore};
 use wechat_push::message::Kind;
 use wechat_push::replay::MemoryReplayStore;
@@ -794,26 +792,6 @@ fn a_handler_cancelled_before_the_deadline_leaves_the_push_unanswered_and_free()
     assert_eq!(store.completed(), 1);
 }
 
-#[tokio::test]
-async fn the_deadline_starts_the_handler_when_polled_not_when_called() {
-    let case = Case::new(0);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut svc = AckDeadlineLayer::new(Duration::from_secs(4)).layer(counting(calls.clone()));
-    let msg = Message::from_xml(s(case.format("xml"), "plaintext").as_bytes()).unwrap();
-    let future = ServiceExt::<Request<Message>>::ready(&mut svc)
-        .await
-        .unwrap()
-        .call(Request::new(msg));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        0,
-        "nothing runs before the poll"
-    );
-    assert_eq!(future.await.unwrap(), Reply::text("hello"));
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-}
-
 /// Runs `future` to completion on this thread, outside any Tokio runtime.
 fn block_on_without_tokio<F: std::future::Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
@@ -849,12 +827,6 @@ fn outside_a_runtime_the_retry_options_answer_500_instead_of_panicking() {
         Some(&Rejection::NoRuntime)
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    // Used on its own, the deadline layer runs the handler inline.
-    let svc = AckDeadlineLayer::new(Duration::from_secs(4)).layer(counting(calls.clone()));
-    let msg = Message::from_xml(s(case.format("xml"), "plaintext").as_bytes()).unwrap();
-    let reply = block_on_without_tokio(svc.oneshot(Request::new(msg))).unwrap();
-    assert_eq!(reply, Reply::text("hello"));
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

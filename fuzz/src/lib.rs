@@ -524,6 +524,7 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
     let mut layer = WechatLayer::new(TOKEN)
         .expect("a valid token")
         .encryption(key, APPID)
+        .expect("a valid AppID")
         .clock(|| NOW);
     if strict {
         layer = layer.require_encryption(true).body_limit(STRICT_LIMIT);

@@ -13,9 +13,10 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::layer::Config;
+use super::response;
 use crate::body::ResponseBody;
+use crate::endpoint::ReplyTo;
 use crate::message::Message;
-use crate::push::{self, ReplyTo};
 use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
 use crate::replay::{self, Seen};
@@ -177,7 +178,8 @@ where
                     reply_to,
                 } => {
                     let reply: Reply = ready!(future.poll(cx))?.into();
-                    return Poll::Ready(Ok(push::answer(config, reply_to, &reply)));
+                    let answer = config.endpoint.answer(reply_to, &reply);
+                    return Poll::Ready(Ok(response::answer(answer)));
                 }
                 StateProj::Ready { response } => {
                     return Poll::Ready(Ok(response
@@ -211,13 +213,23 @@ where
         query,
     } = pending;
     let buf = buf.as_slice();
-    let (message, info, reply_to, _dedupe_key) = push::open(&config, query, buf)?;
+    let opened = config.endpoint.open(query, buf)?;
+    #[cfg(feature = "tokio")]
+    let dedupe_key = config
+        .dedupe_keys
+        .then(|| crate::dedupe::dedupe_key(opened.message(), opened.document()));
+    let (message, info, reply_to) = opened.into_parts();
     // Only a plaintext push that passed every check is remembered (and its body hashed): in
     // safe mode `msg_signature` covers the body, and a retry may be sealed afresh.
     let check = match &config.replay {
         Some(store) if !info.is_encrypted() => {
-            replay::admit(&config, info.query())?;
-            Some(replay::check(store.clone(), &config, info.query(), buf))
+            replay::admit(&config.endpoint, info.query())?;
+            Some(replay::check(
+                store.clone(),
+                &config.endpoint,
+                info.query(),
+                buf,
+            ))
         }
         _ => None,
     };
@@ -227,7 +239,7 @@ where
     }
     let mut request = Request::from_parts(parts, message);
     #[cfg(feature = "tokio")]
-    if let Some(key) = _dedupe_key {
+    if let Some(key) = dedupe_key {
         request
             .extensions_mut()
             .insert(crate::dedupe::DedupeKey(key));

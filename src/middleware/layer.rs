@@ -1,8 +1,7 @@
 //! [`WechatLayer`]: the configuration, validated once, shared by every request.
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tower::layer::util::Identity;
 use tower::Layer;
@@ -13,13 +12,12 @@ use crate::crypto::{EncodingAesKey, KeyRing};
 use crate::deadline::AckDeadlineLayer;
 #[cfg(feature = "tokio")]
 use crate::dedupe::{DedupeLayer, DedupeStore};
+use crate::endpoint::{ConfigError, Endpoint};
 use crate::replay::ReplayStore;
+use crate::retry::Wrap;
 
 /// The default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-
-/// The default timestamp tolerance: 300 s, as Stripe allows for its webhooks.
-pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// A Tower layer that turns an HTTP endpoint into a WeChat push receiver.
 ///
@@ -27,14 +25,15 @@ pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
 /// (in safe mode) decrypts the body, decodes it into a [`Message`](crate::Message) and calls
 /// the inner service with an `http::Request<Message>`; the inner service's
 /// [`Reply`](crate::Reply) becomes the answer, encrypted when the push was. See the
-/// [crate documentation](crate) for a full example.
+/// [crate documentation](crate) for a full example. The checks themselves are
+/// [`Endpoint`]'s, which the layer wraps.
 ///
 /// ```
 /// use std::time::Duration;
 /// use wechat_push::{EncodingAesKey, WechatLayer};
 ///
 /// let layer = WechatLayer::new("Token123abc")?
-///     .encryption(EncodingAesKey::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")?, "wx1234567890abcdef")
+///     .encryption(EncodingAesKey::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")?, "wx1234567890abcdef")?
 ///     .require_encryption(true)
 ///     .body_limit(64 * 1024)
 ///     .timestamp_tolerance(Some(Duration::from_secs(120)));
@@ -43,7 +42,7 @@ pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
 /// ```
 ///
 /// The retry options ([`dedupe`](Self::dedupe), [`ack_deadline`](Self::ack_deadline)) wrap the
-/// handler in their own services; the type parameters record which are on. Dedupe always
+/// handler in services of their own; the type parameters record which are on. Dedupe always
 /// runs outside the deadline, whatever the order of the calls.
 #[derive(Clone, Debug)]
 #[must_use]
@@ -53,17 +52,11 @@ pub struct WechatLayer<D = Identity, T = Identity> {
     deadline: T,
 }
 
-/// Returns the current Unix time in seconds.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
+/// What every request of a layer shares: the endpoint's checks and the layer's own options.
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) token: String,
-    pub(crate) keys: Option<KeyRing>,
-    pub(crate) require_encryption: bool,
+    pub(crate) endpoint: Endpoint,
     pub(crate) body_limit: usize,
-    pub(crate) tolerance: Option<Duration>,
-    pub(crate) clock: Clock,
     pub(crate) replay: Option<Arc<dyn ReplayStore>>,
     /// Dedupe is on: key each push by its document (see [`dedupe_key`]).
     ///
@@ -75,49 +68,15 @@ pub(crate) struct Config {
     pub(crate) needs_runtime: bool,
 }
 
-impl Config {
-    pub(crate) fn now(&self) -> u64 {
-        (self.clock)()
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("token", &"<redacted>")
-            .field("keys", &self.keys)
-            .field("require_encryption", &self.require_encryption)
+            .field("endpoint", &self.endpoint)
             .field("body_limit", &self.body_limit)
-            .field("tolerance", &self.tolerance)
             .field("replay_guard", &self.replay.is_some())
             .finish_non_exhaustive()
     }
 }
-
-fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A configuration the layer refuses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The token is not 3 to 32 ASCII letters or digits, as the WeChat console requires.
-    Token,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Token => f.write_str("the Token must be 3 to 32 ASCII letters or digits"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 impl WechatLayer {
     /// A layer checking signatures with `token` (the Token typed into the WeChat console).
@@ -126,25 +85,22 @@ impl WechatLayer {
     /// 3 to 32 ASCII letters or digits, as the console requires: a short or empty token would
     /// make signatures guessable.
     pub fn new(token: impl Into<String>) -> Result<Self, ConfigError> {
-        let token = token.into();
-        if !(3..=32).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(ConfigError::Token);
-        }
-        Ok(Self {
+        Ok(Self::from_endpoint(Endpoint::new(token)?))
+    }
+
+    /// A layer running `endpoint`'s checks.
+    pub fn from_endpoint(endpoint: Endpoint) -> Self {
+        Self {
             config: Arc::new(Config {
-                token,
-                keys: None,
-                require_encryption: false,
+                endpoint,
                 body_limit: DEFAULT_BODY_LIMIT,
-                tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
-                clock: Arc::new(system_clock),
                 replay: None,
                 dedupe_keys: false,
                 needs_runtime: false,
             }),
             dedupe: Identity::new(),
             deadline: Identity::new(),
-        })
+        }
     }
 }
 
@@ -155,28 +111,38 @@ impl<D, T> WechatLayer<D, T> {
         self
     }
 
+    fn with_endpoint(self, change: impl FnOnce(Endpoint) -> Endpoint) -> Self {
+        self.with(|c| c.endpoint = change(c.endpoint.clone()))
+    }
+
     /// Accepts safe-mode and compatible-mode pushes, decrypted with `key` and checked against
-    /// `app_id`. Plaintext pushes are still accepted unless
+    /// `app_id`, which is validated here. Plaintext pushes are still accepted unless
     /// [`require_encryption`](Self::require_encryption) is set.
-    pub fn encryption(self, key: EncodingAesKey, app_id: impl Into<String>) -> Self {
+    pub fn encryption(
+        self,
+        key: EncodingAesKey,
+        app_id: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
         self.key_ring(KeyRing::new(key, app_id))
     }
 
     /// Like [`encryption`](Self::encryption), with a [`KeyRing`] that may also hold the
     /// previous key during a key change.
-    pub fn key_ring(self, keys: KeyRing) -> Self {
-        self.with(|c| c.keys = Some(keys))
+    pub fn key_ring(mut self, keys: KeyRing) -> Result<Self, ConfigError> {
+        let config = Arc::make_mut(&mut self.config);
+        config.endpoint = config.endpoint.clone().key_ring(keys)?;
+        Ok(self)
     }
 
     /// Refuses plaintext pushes (401) when `yes`. Set it once the console is in safe mode: the
     /// plaintext `signature` does not cover the body.
     pub fn require_encryption(self, yes: bool) -> Self {
-        self.with(|c| c.require_encryption = yes)
+        self.with_endpoint(|e| e.require_encryption(yes))
     }
 
     /// The largest body accepted, in bytes (default 1 MiB). A larger `Content-Length` is
-    /// answered 413 without reading the body; a streamed body is cut off with 413 as soon as
-    /// it crosses the limit.
+    /// answered 413 before the body is read; a body without one is read up to the limit, then
+    /// answered 413.
     pub fn body_limit(self, bytes: usize) -> Self {
         self.with(|c| c.body_limit = bytes)
     }
@@ -184,17 +150,13 @@ impl<D, T> WechatLayer<D, T> {
     /// How far the signed `timestamp` may be from now (default 300 s); `None` turns the check
     /// off. Requests outside it are answered 401.
     pub fn timestamp_tolerance(self, tolerance: Option<Duration>) -> Self {
-        self.with(|c| c.tolerance = tolerance)
+        self.with_endpoint(|e| e.timestamp_tolerance(tolerance))
     }
 
-    /// Wraps `inner` (the same as [`Layer::layer`], without importing the trait).
-    pub fn layer<S>(&self, inner: S) -> Wechat<D::Service>
-    where
-        T: Layer<S>,
-        D: Layer<T::Service>,
-    {
-        let inner = self.dedupe.layer(self.deadline.layer(inner));
-        Wechat::from_config(inner, self.config.clone())
+    /// Replaces the clock (Unix seconds) used for the timestamp check and for the time written
+    /// into replies. For tests that replay fixed timestamps.
+    pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.with_endpoint(|e| e.clock(clock))
     }
 
     /// Refuses a verified plaintext query that comes back with another body (401 `replayed
@@ -206,10 +168,14 @@ impl<D, T> WechatLayer<D, T> {
         self.with(|c| c.replay = Some(store))
     }
 
-    /// Replaces the clock (Unix seconds) used for the timestamp check and for the time written
-    /// into replies. For tests that replay fixed timestamps.
-    pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
-        self.with(|c| c.clock = Arc::new(clock))
+    /// Wraps `inner` (the same as [`Layer::layer`], without importing the trait).
+    pub fn layer<S>(&self, inner: S) -> Wechat<D::Service>
+    where
+        T: Wrap<S>,
+        D: Wrap<T::Service>,
+    {
+        let inner = self.dedupe.wrap(self.deadline.wrap(inner));
+        Wechat::from_config(inner, self.config.clone())
     }
 }
 
@@ -254,8 +220,8 @@ impl<D> WechatLayer<D, Identity> {
 
 impl<S, D, T> Layer<S> for WechatLayer<D, T>
 where
-    T: Layer<S>,
-    D: Layer<T::Service>,
+    T: Wrap<S>,
+    D: Wrap<T::Service>,
 {
     type Service = Wechat<D::Service>;
 

@@ -9,9 +9,10 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{Config, WechatLayer};
+use super::response;
 use crate::body::ResponseBody;
+use crate::endpoint::Verified;
 use crate::message::Message;
-use crate::push::{self, Checked};
 use crate::rejection::Rejection;
 use crate::reply::Reply;
 
@@ -47,7 +48,7 @@ impl<S> Wechat<S> {
     }
 
     /// Same as [`WechatLayer::new`].
-    pub fn layer(token: impl Into<String>) -> Result<WechatLayer, crate::middleware::ConfigError> {
+    pub fn layer(token: impl Into<String>) -> Result<WechatLayer, crate::ConfigError> {
         WechatLayer::new(token)
     }
 }
@@ -69,10 +70,10 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let config = &self.config;
-        let query = match push::check_request(config, req.method(), req.uri().query()) {
-            Ok(Checked::Push(query)) => query,
-            Ok(Checked::Handshake(echostr)) => {
-                return ResponseFuture::ready(push::handshake(echostr))
+        let query = match config.endpoint.check(req.method(), req.uri().query()) {
+            Ok(Verified::Push(query)) => query,
+            Ok(Verified::Handshake(echostr)) => {
+                return ResponseFuture::ready(response::handshake(echostr))
             }
             Err(rejection) => return ResponseFuture::ready(rejection.into_response()),
         };

@@ -4,8 +4,8 @@
 
 pub mod codec;
 pub mod crypto;
+pub(crate) mod endpoint;
 pub mod message;
-pub(crate) mod push;
 pub mod query;
 pub(crate) mod random;
 pub(crate) mod rejection;

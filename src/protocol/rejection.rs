@@ -25,10 +25,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::StatusCode;
 
-use crate::body::ResponseBody;
 use crate::codec::DecodeError;
 use crate::crypto::DecryptError;
 use crate::query::QueryError;
@@ -114,7 +112,7 @@ impl Rejection {
     }
 
     /// The reason, when it does not depend on the request (answered without allocating).
-    fn fixed_reason(&self) -> Option<&'static str> {
+    pub(crate) fn fixed_reason(&self) -> Option<&'static str> {
         Some(match self {
             Self::MethodNotAllowed => "method not allowed: use GET or POST",
             Self::BadSignature => "bad signature",
@@ -136,29 +134,6 @@ impl Rejection {
             | Self::Malformed(_)
             | Self::Decrypt(_) => return None,
         })
-    }
-
-    /// The response: the status, the reason as `text/plain`, and this rejection in the
-    /// extensions.
-    pub fn into_response(self) -> Response<ResponseBody> {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(status = self.status().as_u16(), reason = %self, "wechat push rejected");
-        let reason = match self.fixed_reason() {
-            Some(reason) => Bytes::from_static(reason.as_bytes()),
-            None => Bytes::from(self.to_string()),
-        };
-        let mut response = Response::new(ResponseBody::new(reason));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if self == Self::MethodNotAllowed {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-        }
-        response.extensions_mut().insert(self);
-        response
     }
 }
 

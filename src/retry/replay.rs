@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
 
-use crate::middleware::{Config, DEFAULT_TIMESTAMP_TOLERANCE};
+use crate::endpoint::{Endpoint, DEFAULT_TIMESTAMP_TOLERANCE};
 use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
 use crate::store::{BoundedMap, BoxFuture, StoreError};
@@ -134,13 +134,13 @@ impl ReplayStore for MemoryReplayStore {
 /// With the timestamp check off, the guard keeps its own window: a plaintext push older (or
 /// newer) than [`DEFAULT_TIMESTAMP_TOLERANCE`] is refused, since the guard remembers queries
 /// only that long and nothing else would stop an older one from being replayed.
-pub(crate) fn admit(config: &Config, query: &CallbackQuery) -> Result<(), Rejection> {
-    if config.tolerance.is_some() {
+pub(crate) fn admit(endpoint: &Endpoint, query: &CallbackQuery) -> Result<(), Rejection> {
+    if endpoint.tolerance().is_some() {
         // Checked with the signature already.
         return Ok(());
     }
     let tolerance = DEFAULT_TIMESTAMP_TOLERANCE;
-    if config.now().abs_diff(query.timestamp_secs()) > tolerance.as_secs() {
+    if endpoint.now().abs_diff(query.timestamp_secs()) > tolerance.as_secs() {
         return Err(Rejection::StaleTimestamp {
             timestamp: query.timestamp_secs(),
             tolerance,
@@ -153,7 +153,7 @@ pub(crate) fn admit(config: &Config, query: &CallbackQuery) -> Result<(), Reject
 /// asked when the returned future is polled.
 pub(crate) fn check(
     store: Arc<dyn ReplayStore>,
-    config: &Config,
+    endpoint: &Endpoint,
     query: &CallbackQuery,
     body: &[u8],
 ) -> BoxFuture<'static, Result<Seen, StoreError>> {
@@ -166,9 +166,9 @@ pub(crate) fn check(
     );
     let digest: [u8; 20] = Sha1::digest(body).into();
     // Remembered for as long as the tolerance lets this timestamp in.
-    let tolerance = config.tolerance.unwrap_or(DEFAULT_TIMESTAMP_TOLERANCE);
+    let tolerance = endpoint.tolerance().unwrap_or(DEFAULT_TIMESTAMP_TOLERANCE);
     let until = query.timestamp_secs().saturating_add(tolerance.as_secs());
-    let ttl = Duration::from_secs(until.saturating_sub(config.now()).saturating_add(1))
+    let ttl = Duration::from_secs(until.saturating_sub(endpoint.now()).saturating_add(1))
         .min(tolerance.saturating_mul(2) + Duration::from_secs(1));
     Box::pin(async move { store.check(&key, digest, ttl).await })
 }

@@ -60,6 +60,7 @@ impl Case {
         WechatLayer::new(self.token())
             .unwrap()
             .encryption(self.key(), self.appid())
+            .unwrap()
             .clock(move || now)
     }
     pub fn format(&self, format: &str) -> &Value {

@@ -30,8 +30,8 @@ mod store;
 
 pub use key::dedupe_key;
 pub(crate) use key::DedupeKey;
+pub use service::DedupeLayer;
 pub(crate) use service::HeldClaim;
-pub use service::{Dedupe, DedupeLayer};
 pub use store::{Claim, DedupeStore, MemoryDedupeStore};
 
 /// How long a completed push is remembered, by default: five minutes, past WeChat's retries.

@@ -10,7 +10,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Request;
-use tower::{Layer, Service};
+use tower::Service;
+
+use crate::retry::Wrap;
 
 use crate::message::Message;
 use crate::reply::Reply;
@@ -69,10 +71,12 @@ impl std::fmt::Debug for DedupeLayer {
     }
 }
 
-impl<S> Layer<S> for DedupeLayer {
+impl crate::retry::Sealed for DedupeLayer {}
+
+impl<S> Wrap<S> for DedupeLayer {
     type Service = Dedupe<S>;
 
-    fn layer(&self, inner: S) -> Dedupe<S> {
+    fn wrap(&self, inner: S) -> Dedupe<S> {
         Dedupe {
             inner,
             layer: self.clone(),
@@ -159,7 +163,7 @@ where
 /// The claim of the delivery being handled.
 ///
 /// Shared between the dedupe future and the request it passes on: when the handler runs in
-/// a task of its own ([`AckDeadline`](crate::deadline::AckDeadline)), the deadline layer
+/// a task of its own (the [ack deadline](crate::deadline)), the deadline service
 /// takes the handle out of the request, so that a delivery dropped before the deadline does
 /// not release a push whose handler is still running (a retry would run it a second time).
 /// Released when the last handle is dropped uncompleted.

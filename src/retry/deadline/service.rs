@@ -1,34 +1,5 @@
-//! The acknowledgement deadline: answer WeChat in time, finish the work anyway.
-//!
-//! WeChat waits five seconds, then gives up on the answer and delivers the push again. With
-//! [`WechatLayer::ack_deadline`](crate::WechatLayer::ack_deadline) the handler runs as its own
-//! task; if it has not answered when the deadline passes (4 s is a good value: it leaves time
-//! for the network), the layer answers `success` and lets the handler run to completion in the
-//! background. Its work is not lost, but a reply it produces afterwards cannot reach WeChat:
-//! it is logged with the push's id. Answer late through the customer-service API instead
-//! ([`client`](crate::client)).
-//!
-//! A delivery dropped before the deadline (its connection closed) is treated the same way:
-//! the handler keeps running in its task and, with dedupe on, the push is recorded as
-//! answered `success`, so a retry gets that answer instead of running the handler a second
-//! time while the first run is still going.
-//!
-//! A handler that fails or panics before the deadline fails the request as it would without
-//! the option (so dedupe, if on, releases the push for a retry). A failure or panic after the
-//! deadline (or after the delivery was dropped) is logged; the push is not retried.
-//!
-//! A handler cancelled because the runtime shuts down did not handle its push: with dedupe on,
-//! the push is released (even if it had already been answered `success` at the deadline), so
-//! that WeChat's retry, to this instance once restarted or to another one sharing the store,
-//! handles it. A delivery whose handler was cancelled before the deadline is left unanswered
-//! (the shutting-down runtime drops it), so that WeChat does retry.
-//!
-//! The handler is spawned when the delivery's future is first polled, on the runtime polling
-//! it. [`WechatLayer`](crate::WechatLayer) answers 500 ([`Rejection::NoRuntime`]) to a push
-//! it would hand to this layer outside a Tokio runtime; used on its own outside a runtime,
-//! [`AckDeadline`] runs the handler inline, without a deadline.
-//!
-//! [`Rejection::NoRuntime`]: crate::Rejection::NoRuntime
+//! The deadline service around the handler: spawn it on first poll, answer `success` at the
+//! deadline, and settle the dedupe claim of a handler that outlives its delivery.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,45 +7,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Request;
-use tower::{Layer, Service};
-
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
+use tower::Service;
 
 use crate::dedupe::HeldClaim;
 use crate::message::Message;
 use crate::reply::Reply;
 
-/// The layer [`WechatLayer::ack_deadline`](crate::WechatLayer::ack_deadline) puts around the
-/// handler.
-#[derive(Clone, Copy, Debug)]
-pub struct AckDeadlineLayer {
-    deadline: Duration,
-}
-
-impl AckDeadlineLayer {
-    /// Answers `success` when the handler takes longer than `deadline`.
-    pub fn new(deadline: Duration) -> Self {
-        Self { deadline }
-    }
-}
-
-impl<S> Layer<S> for AckDeadlineLayer {
-    type Service = AckDeadline<S>;
-
-    fn layer(&self, inner: S) -> AckDeadline<S> {
-        AckDeadline {
-            inner,
-            deadline: self.deadline,
-        }
-    }
-}
-
-/// The deadline service around a handler. See the [module docs](self).
+/// The deadline service around a handler. See the [module docs](crate::deadline).
 #[derive(Clone, Debug)]
 pub struct AckDeadline<S> {
-    inner: S,
-    deadline: Duration,
+    pub(super) inner: S,
+    pub(super) deadline: Duration,
 }
 
 impl<S> Service<Request<Message>> for AckDeadline<S>
@@ -234,5 +179,72 @@ fn report_late<R: Into<Reply>, E>(
             #[cfg(feature = "tracing")]
             tracing::warn!(push = %_push, "handler panicked after the ack deadline");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+
+    fn counting(
+        calls: Arc<AtomicUsize>,
+    ) -> impl Service<Request<Message>, Response = Reply, Error = Infallible, Future = impl Send> + Clone
+    {
+        // Counts when the handler's future runs, not when it is made.
+        service_fn(move |_: Request<Message>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(Reply::text("hello"))
+            }
+        })
+    }
+
+    fn push() -> Request<Message> {
+        let doc = br#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":1}"#;
+        Request::new(Message::from_json(doc).unwrap())
+    }
+
+    fn deadline<S>(inner: S) -> AckDeadline<S> {
+        AckDeadline {
+            inner,
+            deadline: Duration::from_secs(4),
+        }
+    }
+
+    /// The handler used to be spawned in `call`, running before anyone polled the delivery.
+    #[tokio::test]
+    async fn the_handler_starts_when_polled_not_when_called() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut svc = deadline(counting(calls.clone()));
+        let future = svc.ready().await.unwrap().call(push());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "nothing runs before the poll"
+        );
+        assert_eq!(future.await.unwrap(), Reply::text("hello"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// Outside a runtime the handler runs inline instead of `tokio::spawn` panicking.
+    #[test]
+    fn outside_a_runtime_the_handler_runs_inline() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let future = deadline(counting(calls.clone())).oneshot(push());
+        let waker = std::task::Waker::noop();
+        let mut future = std::pin::pin!(future);
+        let Poll::Ready(reply) = future.as_mut().poll(&mut Context::from_waker(waker)) else {
+            panic!("a ready handler answers at once")
+        };
+        assert_eq!(reply.unwrap(), Reply::text("hello"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -1,0 +1,503 @@
+//! [`Endpoint`]: the protocol core's entry point, sans-IO.
+//!
+//! Everything a WeChat callback endpoint decides, as plain functions over a query string, body
+//! bytes and a [`Reply`]: [`check`](Endpoint::check) the query before reading the body,
+//! [`open`](Endpoint::open) the body once it is read, [`answer`](Endpoint::answer) with the
+//! reply. [`WechatLayer`](crate::WechatLayer) calls exactly these; a server on another
+//! framework, or a consumer of pushes queued elsewhere, can call them too:
+//!
+//! ```
+//! use http::Method;
+//! use wechat_push::{Endpoint, Reply, Verified};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let endpoint = Endpoint::new("AAAAA")?.clock(|| 1714036504);
+//! let query = "signature=f464b24fc39322e44b38aa78f5edd27bd1441696&timestamp=1714036504&nonce=1514711492";
+//! let Verified::Push(query) = endpoint.check(&Method::POST, Some(query))? else {
+//!     unreachable!("a POST")
+//! };
+//! let body = b"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>\
+//!     <CreateTime>1714036504</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content>\
+//!     <MsgId>1</MsgId></xml>";
+//! let push = endpoint.open(query, body)?;
+//! assert_eq!(push.message().from_user(), "o1");
+//! let answer = endpoint.answer(push.reply_to(), &Reply::text("hello"))?;
+//! assert_eq!(answer.content_type(), "application/xml");
+//! assert!(answer.body().starts_with(b"<xml>"));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::codec::{self, Envelope, Format};
+use crate::crypto::{Decrypted, EncodingAesKey, KeyId, KeyRing};
+use crate::message::Message;
+use crate::query::{CallbackQuery, EncryptType, QueryError};
+use crate::rejection::Rejection;
+use crate::reply::{self, Reply, Sealer};
+use crate::signature;
+
+/// The default timestamp tolerance: 300 s, as Stripe allows for its webhooks.
+pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// A configuration the endpoint (or the layer) refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The token is not 3 to 32 ASCII letters or digits, as the WeChat console requires.
+    Token,
+    /// The AppID is empty, longer than 64 bytes, or not ASCII letters, digits, `_` and `-`.
+    AppId,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Token => "the Token must be 3 to 32 ASCII letters or digits",
+            Self::AppId => {
+                "the AppID must be 1 to 64 ASCII letters, digits, '_' or '-' (e.g. wx1234567890abcdef)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One callback endpoint's configuration: the Token, the keys, and what is accepted.
+///
+/// Cheap to clone (the clock is shared). `Debug` redacts the Token and the keys.
+#[derive(Clone)]
+pub struct Endpoint {
+    token: String,
+    keys: Option<KeyRing>,
+    require_encryption: bool,
+    tolerance: Option<Duration>,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("token", &"<redacted>")
+            .field("keys", &self.keys)
+            .field("require_encryption", &self.require_encryption)
+            .field("tolerance", &self.tolerance)
+            .finish_non_exhaustive()
+    }
+}
+
+fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Endpoint {
+    /// An endpoint checking signatures with `token` (the Token typed into the WeChat console).
+    ///
+    /// Plaintext pushes only until [`encryption`](Self::encryption) is set. The token must be
+    /// 3 to 32 ASCII letters or digits, as the console requires: a short or empty token would
+    /// make signatures guessable.
+    pub fn new(token: impl Into<String>) -> Result<Self, ConfigError> {
+        let token = token.into();
+        if !(3..=32).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ConfigError::Token);
+        }
+        Ok(Self {
+            token,
+            keys: None,
+            require_encryption: false,
+            tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
+            clock: Arc::new(system_clock),
+        })
+    }
+
+    /// Accepts safe-mode and compatible-mode pushes, decrypted with `key` and checked against
+    /// `app_id` (the AppID, `wx…`, which WeChat puts inside every cipher text).
+    pub fn encryption(
+        self,
+        key: EncodingAesKey,
+        app_id: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        self.key_ring(KeyRing::new(key, app_id))
+    }
+
+    /// Like [`encryption`](Self::encryption), with a [`KeyRing`] that may also hold the
+    /// previous key during a key change.
+    pub fn key_ring(mut self, keys: KeyRing) -> Result<Self, ConfigError> {
+        let app_id = keys.app_id();
+        let valid = (1..=64).contains(&app_id.len())
+            && app_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(ConfigError::AppId);
+        }
+        self.keys = Some(keys);
+        Ok(self)
+    }
+
+    /// Refuses plaintext pushes when `yes`. Set it once the console is in safe mode: the
+    /// plaintext `signature` does not cover the body.
+    #[must_use]
+    pub fn require_encryption(mut self, yes: bool) -> Self {
+        self.require_encryption = yes;
+        self
+    }
+
+    /// How far the signed `timestamp` may be from now (default 300 s); `None` turns the check
+    /// off.
+    #[must_use]
+    pub fn timestamp_tolerance(mut self, tolerance: Option<Duration>) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Replaces the clock (Unix seconds) used for the timestamp check and for the time written
+    /// into replies. For tests that replay fixed timestamps.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The timestamp tolerance in force.
+    pub fn tolerance(&self) -> Option<Duration> {
+        self.tolerance
+    }
+
+    /// The current time by this endpoint's clock, in Unix seconds.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Checks method, signature and freshness: everything that can be decided before the body
+    /// is read. Only GET and POST pass; a GET must carry `echostr`.
+    pub fn check(&self, method: &Method, query: Option<&str>) -> Result<Verified, Rejection> {
+        let is_get = method == Method::GET;
+        if !is_get && method != Method::POST {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        let query = CallbackQuery::parse(query.unwrap_or("")).map_err(|e| match e {
+            QueryError::Missing(p) => Rejection::MissingSignature(p),
+            e => Rejection::Query(e),
+        })?;
+        if !signature::verify(
+            query.signature(),
+            &self.token,
+            query.timestamp(),
+            query.nonce(),
+        ) {
+            return Err(Rejection::BadSignature);
+        }
+        if let Some(tolerance) = self.tolerance {
+            if self.now().abs_diff(query.timestamp_secs()) > tolerance.as_secs() {
+                return Err(Rejection::StaleTimestamp {
+                    timestamp: query.timestamp_secs(),
+                    tolerance,
+                });
+            }
+        }
+        if is_get {
+            return match query.echostr() {
+                Some(echo) => Ok(Verified::Handshake(Bytes::copy_from_slice(echo.as_bytes()))),
+                None => Err(Rejection::MissingEchostr),
+            };
+        }
+        match query.encrypt_type() {
+            EncryptType::Aes if self.keys.is_none() => Err(Rejection::EncryptionNotConfigured),
+            EncryptType::Plain if self.require_encryption => Err(Rejection::EncryptionRequired),
+            _ => Ok(Verified::Push(query)),
+        }
+    }
+
+    /// Opens a push's body: verifies `msg_signature`, decrypts (safe and compatible mode) and
+    /// decodes it, `query` being what [`check`](Self::check) verified.
+    pub fn open<'a>(
+        &self,
+        query: CallbackQuery,
+        body: &'a [u8],
+    ) -> Result<OpenedPush<'a>, Rejection> {
+        let (format, envelope) = codec::decode_envelope(body).map_err(Rejection::Malformed)?;
+        let (message, key, document) = match envelope {
+            Envelope::Plain(message) => {
+                if query.encrypt_type() == EncryptType::Aes {
+                    return Err(Rejection::MissingEncrypt);
+                }
+                (message, None, Document::Body(body))
+            }
+            Envelope::Encrypted(encrypt) => {
+                let msg_signature = query
+                    .msg_signature()
+                    .ok_or(Rejection::MissingMsgSignature)?;
+                if !signature::verify_message(
+                    msg_signature,
+                    &self.token,
+                    query.timestamp(),
+                    query.nonce(),
+                    &encrypt,
+                ) {
+                    return Err(Rejection::BadMsgSignature);
+                }
+                let keys = self
+                    .keys
+                    .as_ref()
+                    .ok_or(Rejection::EncryptionNotConfigured)?;
+                let opened = keys.decrypt(&encrypt).map_err(Rejection::Decrypt)?;
+                let message = codec::decode_message(format, opened.as_bytes())
+                    .map_err(Rejection::Malformed)?;
+                (message, Some(opened.key()), Document::Decrypted(opened))
+            }
+        };
+        let reply_to = ReplyTo::new(&message, format, key);
+        let info = PushInfo { query, format, key };
+        Ok(OpenedPush {
+            message,
+            info,
+            reply_to,
+            document,
+        })
+    }
+
+    /// The answer to a push: the clear reply document, or the sealed envelope when the push
+    /// was encrypted; acknowledgements (`success`, empty) always in clear.
+    ///
+    /// Fails only when the operating system's random source fails while sealing
+    /// ([`Rejection::Random`]).
+    pub fn answer(&self, to: &ReplyTo, reply: &Reply) -> Result<Answer, Rejection> {
+        if let Some(ack) = reply.ack_body() {
+            return Ok(Answer {
+                body: Bytes::from_static(ack),
+                content_type: TEXT_PLAIN,
+            });
+        }
+        let now = self.now();
+        let body = match (to.key, &self.keys) {
+            (Some(id), Some(keys)) => {
+                let sealer = Sealer::new(to.format, keys.key(id), keys.app_id(), &self.token, now);
+                reply::seal_reply(reply, to.addressee(), to.sender(), sealer)
+                    .map_err(|_| Rejection::Random)?
+            }
+            _ => reply.encode(to.format, to.addressee(), to.sender(), now),
+        };
+        Ok(Answer {
+            body: Bytes::from(body),
+            content_type: to.format.content_type(),
+        })
+    }
+}
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// A query that passed [`Endpoint::check`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Verified {
+    /// A GET handshake: answer this `echostr`, verbatim, with 200.
+    Handshake(Bytes),
+    /// A POST whose body is still to be read, then given to [`Endpoint::open`].
+    Push(CallbackQuery),
+}
+
+/// What the endpoint verified about a push. The layer's handler finds it in the request's
+/// extensions:
+///
+/// ```
+/// use http::Request;
+/// use wechat_push::{Message, PushInfo};
+///
+/// fn sender(req: &Request<Message>) -> Option<&str> {
+///     req.extensions().get::<PushInfo>()?.query().openid()
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PushInfo {
+    query: CallbackQuery,
+    format: Format,
+    key: Option<KeyId>,
+}
+
+impl PushInfo {
+    /// The verified query: `openid`, `timestamp`, `nonce`, signatures.
+    pub fn query(&self) -> &CallbackQuery {
+        &self.query
+    }
+
+    /// The format the push came in (and the reply goes out in).
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether the push was encrypted (safe or compatible mode).
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The key that opened an encrypted push.
+    pub fn key(&self) -> Option<KeyId> {
+        self.key
+    }
+}
+
+/// A push that passed every check of [`Endpoint::open`].
+#[derive(Debug)]
+pub struct OpenedPush<'a> {
+    message: Message,
+    info: PushInfo,
+    reply_to: ReplyTo,
+    document: Document<'a>,
+}
+
+/// The push's document: the body itself, or what it decrypted to.
+#[derive(Debug)]
+enum Document<'a> {
+    Body(&'a [u8]),
+    Decrypted(Decrypted),
+}
+
+impl<'a> OpenedPush<'a> {
+    /// The decoded push.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// What was verified about it.
+    pub fn info(&self) -> &PushInfo {
+        &self.info
+    }
+
+    /// Where its reply goes, for [`Endpoint::answer`].
+    pub fn reply_to(&self) -> &ReplyTo {
+        &self.reply_to
+    }
+
+    /// The push's XML or JSON document: the body of a plaintext push, the decrypted document
+    /// of an encrypted one. A retry of a push carries the same document.
+    pub fn document(&self) -> &[u8] {
+        match &self.document {
+            Document::Body(body) => body,
+            Document::Decrypted(opened) => opened.as_bytes(),
+        }
+    }
+
+    /// The message, what was verified, and where the reply goes.
+    pub fn into_parts(self) -> (Message, PushInfo, ReplyTo) {
+        (self.message, self.info, self.reply_to)
+    }
+}
+
+/// Where a push's reply goes and how it is sealed: the push's sender and receiver, its format,
+/// and the key that opened it.
+#[derive(Clone, Debug)]
+pub struct ReplyTo {
+    /// The push's `FromUserName` (the reply's addressee), then its `ToUserName` (the
+    /// reply's sender), in one allocation.
+    names: String,
+    /// Where the second name starts in `names`.
+    split: usize,
+    format: Format,
+    key: Option<KeyId>,
+}
+
+impl ReplyTo {
+    fn new(message: &Message, format: Format, key: Option<KeyId>) -> Self {
+        let (to_user, from_user) = (message.from_user(), message.to_user());
+        let mut names = String::with_capacity(to_user.len() + from_user.len());
+        names.push_str(to_user);
+        names.push_str(from_user);
+        Self {
+            names,
+            split: to_user.len(),
+            format,
+            key,
+        }
+    }
+
+    /// The reply's `ToUserName`: the push's `FromUserName`.
+    pub fn addressee(&self) -> &str {
+        self.names.get(..self.split).unwrap_or_default()
+    }
+
+    /// The reply's `FromUserName`: the push's `ToUserName`.
+    pub fn sender(&self) -> &str {
+        self.names.get(self.split..).unwrap_or_default()
+    }
+
+    /// The format the reply is written in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether the reply will be sealed.
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// The body and content type answering a push, from [`Endpoint::answer`]. Sent with 200.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    body: Bytes,
+    content_type: &'static str,
+}
+
+impl Answer {
+    /// The response body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The response body, owned.
+    pub fn into_body(self) -> Bytes {
+        self.body
+    }
+
+    /// The `Content-Type` to send it with.
+    pub fn content_type(&self) -> &'static str {
+        self.content_type
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> EncodingAesKey {
+        EncodingAesKey::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap()
+    }
+
+    #[test]
+    fn the_app_id_is_validated_when_configured() {
+        let endpoint = || Endpoint::new("Token123").unwrap();
+        for good in ["wx1234567890abcdef", "ww_corp-1", &"a".repeat(64)] {
+            assert!(endpoint().encryption(key(), good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "wx 123",
+            "wx1234567890abcdef\n",
+            "应用",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(
+                endpoint().encryption(key(), bad).unwrap_err(),
+                ConfigError::AppId,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(Endpoint::new("ab").unwrap_err(), ConfigError::Token);
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let endpoint = Endpoint::new("Token123secret").unwrap();
+        assert!(!format!("{endpoint:?}").contains("Token123secret"));
+    }
+}
