@@ -14,6 +14,7 @@ use crate::deadline::AckDeadlineLayer;
 use crate::dedupe::{DedupeLayer, DedupeStore};
 use crate::endpoint::{ConfigError, Endpoint};
 use crate::replay::ReplayStore;
+use crate::reply::Reply;
 use crate::retry::Wrap;
 
 /// The default body limit: 1 MiB.
@@ -171,8 +172,8 @@ impl<D, T> WechatLayer<D, T> {
     /// Wraps `inner` (the same as [`Layer::layer`], without importing the trait).
     pub fn layer<S>(&self, inner: S) -> Wechat<D::Service>
     where
-        T: Wrap<S>,
-        D: Wrap<T::Service>,
+        T: Wrap<S, Reply>,
+        D: Wrap<T::Service, Reply>,
     {
         let inner = self.dedupe.wrap(self.deadline.wrap(inner));
         Wechat::from_config(inner, self.config.clone())
@@ -220,8 +221,8 @@ impl<D> WechatLayer<D, Identity> {
 
 impl<S, D, T> Layer<S> for WechatLayer<D, T>
 where
-    T: Wrap<S>,
-    D: Wrap<T::Service>,
+    T: Wrap<S, Reply>,
+    D: Wrap<T::Service, Reply>,
 {
     type Service = Wechat<D::Service>;
 

@@ -7,17 +7,24 @@ pub mod deadline;
 pub mod dedupe;
 pub mod replay;
 
+#[cfg(feature = "tokio")]
+pub(crate) use wrap::Outcome;
 pub(crate) use wrap::Wrap;
 
 mod wrap {
+    use std::borrow::Cow;
+
     use tower::layer::util::Identity;
 
-    /// How [`WechatLayer`](crate::WechatLayer) puts a retry option around the handler.
+    use crate::reply::Reply;
+
+    /// How [`WechatLayer`](crate::WechatLayer) puts a retry option around the handler, whose
+    /// answers are `A`s.
     ///
     /// Sealed: only the layer builds these services, in the one order that keeps dedupe's
     /// claim hand-off right (dedupe outside the deadline). They are not tower layers, so
     /// they cannot be stacked by hand in another order.
-    pub trait Wrap<S>: sealed::Sealed {
+    pub trait Wrap<S, A>: sealed::Sealed {
         /// The service around `S`.
         type Service;
 
@@ -25,7 +32,30 @@ mod wrap {
         fn wrap(&self, inner: S) -> Self::Service;
     }
 
-    impl<S> Wrap<S> for Identity {
+    /// A handler's answer, as the retry options see it: what dedupe records, and what a
+    /// duplicate or the deadline answers.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub trait Outcome: Send + 'static {
+        /// The reply to record for this answer; `None` when the push was not handled (the
+        /// claim is then released, so that a retry handles it).
+        fn record(&self) -> Option<Cow<'_, Reply>>;
+
+        /// The answer to a duplicate whose first delivery recorded `reply`, or the deadline's
+        /// answer (`success`).
+        fn recorded(reply: Reply) -> Self;
+    }
+
+    impl Outcome for Reply {
+        fn record(&self) -> Option<Cow<'_, Reply>> {
+            Some(Cow::Borrowed(self))
+        }
+
+        fn recorded(reply: Reply) -> Self {
+            reply
+        }
+    }
+
+    impl<S, A> Wrap<S, A> for Identity {
         type Service = S;
 
         fn wrap(&self, inner: S) -> S {

@@ -53,13 +53,14 @@ impl AckDeadlineLayer {
 
 impl crate::retry::Sealed for AckDeadlineLayer {}
 
-impl<S> Wrap<S> for AckDeadlineLayer {
-    type Service = AckDeadline<S>;
+impl<S, A> Wrap<S, A> for AckDeadlineLayer {
+    type Service = AckDeadline<S, A>;
 
-    fn wrap(&self, inner: S) -> AckDeadline<S> {
+    fn wrap(&self, inner: S) -> AckDeadline<S, A> {
         AckDeadline {
             inner,
             deadline: self.deadline,
+            outcome: std::marker::PhantomData,
         }
     }
 }

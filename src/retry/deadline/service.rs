@@ -2,6 +2,7 @@
 //! deadline, and settle the dedupe claim of a handler that outlives its delivery.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,24 +15,38 @@ use tower::Service;
 use crate::dedupe::HeldClaim;
 use crate::message::Message;
 use crate::reply::Reply;
+use crate::retry::Outcome;
 
-/// The deadline service around a handler. See the [module docs](crate::deadline).
-#[derive(Clone, Debug)]
-pub struct AckDeadline<S> {
+/// The deadline service around a handler whose answers become `A`s. See the
+/// [module docs](crate::deadline).
+#[derive(Debug)]
+pub struct AckDeadline<S, A> {
     pub(super) inner: S,
     pub(super) deadline: Duration,
+    pub(super) outcome: PhantomData<fn() -> A>,
 }
 
-impl<S> Service<Request<Message>> for AckDeadline<S>
+impl<S: Clone, A> Clone for AckDeadline<S, A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            deadline: self.deadline,
+            outcome: PhantomData,
+        }
+    }
+}
+
+impl<S, A> Service<Request<Message>> for AckDeadline<S, A>
 where
     S: Service<Request<Message>>,
     S::Future: Send + 'static,
-    S::Response: Into<Reply> + Send + 'static,
+    S::Response: Into<A> + Send + 'static,
     S::Error: Send + 'static,
+    A: Outcome,
 {
-    type Response = Reply;
+    type Response = A;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<A, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -60,7 +75,7 @@ where
                 runtime,
             };
             let Some(handler) = running.handler.as_mut() else {
-                return Ok(Reply::Success);
+                return Ok(A::recorded(Reply::Success));
             };
             match tokio::time::timeout(deadline, handler).await {
                 Ok(joined) => {
@@ -86,7 +101,7 @@ where
                     #[cfg(feature = "tracing")]
                     tracing::info!(push = %running.push, ?deadline, "handler missed the ack deadline; answered success, still running");
                     drop(running);
-                    Ok(Reply::Success)
+                    Ok(A::recorded(Reply::Success))
                 }
             }
         })
@@ -100,14 +115,14 @@ where
 /// background and records the push as answered `success`, the deadline's answer: a retry
 /// gets that answer instead of running the handler a second time. If the handler is then
 /// cancelled (the runtime shuts down), the record is revoked: the push was not handled.
-struct Running<E: Send + 'static> {
-    handler: Option<JoinHandle<Result<Reply, E>>>,
+struct Running<A: Outcome, E: Send + 'static> {
+    handler: Option<JoinHandle<Result<A, E>>>,
     claim: Option<HeldClaim>,
     push: String,
     runtime: Handle,
 }
 
-impl<E: Send + 'static> Drop for Running<E> {
+impl<A: Outcome, E: Send + 'static> Drop for Running<A, E> {
     fn drop(&mut self) {
         let Some(handler) = self.handler.take() else {
             return;
@@ -155,18 +170,15 @@ fn describe(message: &Message) -> String {
     }
 }
 
-fn report_late<R: Into<Reply>, E>(
-    _push: &str,
-    outcome: Result<Result<R, E>, tokio::task::JoinError>,
-) {
+fn report_late<A: Outcome, E>(_push: &str, outcome: Result<Result<A, E>, tokio::task::JoinError>) {
     match outcome {
-        Ok(Ok(reply)) => {
-            let reply: Reply = reply.into();
-            if !reply.is_ack() {
+        Ok(Ok(answer)) => {
+            let late = answer.record();
+            if !late.as_deref().is_some_and(Reply::is_ack) {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(
                     push = %_push,
-                    reply = ?reply,
+                    reply = ?late,
                     "late reply dropped: WeChat was already answered; send it through the customer-service API"
                 );
             }
@@ -211,10 +223,11 @@ mod tests {
         Request::new(Message::from_json(doc).unwrap())
     }
 
-    fn deadline<S>(inner: S) -> AckDeadline<S> {
+    fn deadline<S>(inner: S) -> AckDeadline<S, Reply> {
         AckDeadline {
             inner,
             deadline: Duration::from_secs(4),
+            outcome: PhantomData,
         }
     }
 

@@ -3,6 +3,7 @@
 //! handled.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use http::Request;
 use tower::Service;
 
-use crate::retry::Wrap;
+use crate::retry::{Outcome, Wrap};
 
 use crate::message::Message;
 use crate::reply::Reply;
@@ -73,34 +74,48 @@ impl std::fmt::Debug for DedupeLayer {
 
 impl crate::retry::Sealed for DedupeLayer {}
 
-impl<S> Wrap<S> for DedupeLayer {
-    type Service = Dedupe<S>;
+impl<S, A> Wrap<S, A> for DedupeLayer {
+    type Service = Dedupe<S, A>;
 
-    fn wrap(&self, inner: S) -> Dedupe<S> {
+    fn wrap(&self, inner: S) -> Dedupe<S, A> {
         Dedupe {
             inner,
             layer: self.clone(),
+            outcome: PhantomData,
         }
     }
 }
 
-/// The dedupe service around a handler. See the [module docs](crate::dedupe).
-#[derive(Clone, Debug)]
-pub struct Dedupe<S> {
+/// The dedupe service around a handler whose answers become `A`s. See the
+/// [module docs](crate::dedupe).
+#[derive(Debug)]
+pub struct Dedupe<S, A> {
     inner: S,
     layer: DedupeLayer,
+    outcome: PhantomData<fn() -> A>,
 }
 
-impl<S> Service<Request<Message>> for Dedupe<S>
+impl<S: Clone, A> Clone for Dedupe<S, A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+            outcome: PhantomData,
+        }
+    }
+}
+
+impl<S, A> Service<Request<Message>> for Dedupe<S, A>
 where
     S: Service<Request<Message>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Response: Into<Reply>,
+    S::Response: Into<A>,
     S::Error: Send + 'static,
+    A: Outcome,
 {
-    type Response = Reply;
+    type Response = A;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<A, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -122,7 +137,7 @@ where
             let owner = loop {
                 match store.claim(&key, lease).await {
                     Ok(Claim::Acquired(owner)) => break Some(owner),
-                    Ok(Claim::Done(reply)) => return Ok(reply),
+                    Ok(Claim::Done(reply)) => return Ok(A::recorded(reply)),
                     Ok(Claim::InFlight) => {
                         let _ = tokio::time::timeout(RECHECK, store.wait(&key)).await;
                     }
@@ -147,15 +162,19 @@ where
                 state: AtomicU8::new(OPEN),
             }));
             req.extensions_mut().insert(claim.clone());
-            let reply: Reply = match inner.call(req).await {
-                Ok(reply) => reply.into(),
+            let answer: A = match inner.call(req).await {
+                Ok(answer) => answer.into(),
                 Err(e) => {
                     claim.release();
                     return Err(e);
                 }
             };
-            claim.complete(&reply).await;
-            Ok(reply)
+            match answer.record() {
+                Some(reply) => claim.complete(&reply).await,
+                // Answered, but not as a handled push (a pass-through error status, say).
+                None => claim.release(),
+            }
+            Ok(answer)
         })
     }
 }
