@@ -15,8 +15,11 @@ use crate::codec::{DecodeError, Doc, Raw};
 ///
 /// let msg = Message::from_json(br#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,
 ///     "MsgType":"event","Event":"user_enter_tempsession","SessionFrom":"button"}"#)?;
-/// let Some(Event::UserEnterTempSession { session_from, .. }) = msg.event() else { unreachable!() };
-/// assert_eq!(session_from, "button");
+/// if let Some(Event::UserEnterTempSession { session_from, .. }) = msg.event() {
+///     assert_eq!(session_from, "button");
+/// } else {
+///     panic!("not a user_enter_tempsession event");
+/// }
 /// # Ok::<(), wechat_push::codec::DecodeError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]

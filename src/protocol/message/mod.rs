@@ -64,9 +64,10 @@ pub struct Message {
 /// ```
 /// use wechat_push::message::{Event, Kind, Message};
 ///
-/// let image = Message::from_xml(b"<xml><ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName>\
-///     <CreateTime>1</CreateTime><MsgType>image</MsgType><PicUrl>https://example.com/a.jpg</PicUrl>\
-///     <MediaId>M1</MediaId></xml>")?;
+/// let image = Message::from_xml(b"<xml>\
+///     <ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime>\
+///     <MsgType>image</MsgType><PicUrl>https://example.com/a.jpg</PicUrl><MediaId>M1</MediaId>\
+/// </xml>")?;
 /// let Kind::Image { media_id, .. } = image.kind() else { unreachable!() };
 /// assert_eq!(media_id, "M1");
 ///
