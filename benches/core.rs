@@ -146,7 +146,7 @@ fn benches(c: &mut Criterion) {
     }));
     let echoing = layer.layer(service_fn(|req: Request<Message>| {
         ready(Ok::<_, Infallible>(match req.body().kind() {
-            Kind::Text { content } => Reply::text(content.clone()),
+            Kind::Text { content, .. } => Reply::text(content.clone()),
             _ => Reply::Success,
         }))
     }));

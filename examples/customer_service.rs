@@ -123,7 +123,7 @@ pub(crate) fn wechat_layer(
 /// What the example sends back for a push, if anything.
 pub(crate) fn answer(message: &Message) -> Option<CustomMessage> {
     match message.kind() {
-        Kind::Text { content } => Some(CustomMessage::text(content.clone())),
+        Kind::Text { content, .. } => Some(CustomMessage::text(content.clone())),
         Kind::Image { media_id, .. } => Some(CustomMessage::image(media_id.clone())),
         Kind::MiniProgramPage { title, .. } => {
             Some(CustomMessage::text(format!("你发送了小程序卡片：{title}")))

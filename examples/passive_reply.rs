@@ -29,7 +29,7 @@ use wechat_push::{EncodingAesKey, Message, Reply, ResponseBody, WechatLayer};
 /// The handler: echo text, acknowledge everything else.
 async fn handle(req: Request<Message>) -> Result<Reply, Infallible> {
     Ok(match req.body().kind() {
-        Kind::Text { content } => Reply::text(content.clone()),
+        Kind::Text { content, .. } => Reply::text(content.clone()),
         _ => Reply::Success,
     })
 }

@@ -712,11 +712,11 @@ async fn sends_are_typed_utf8_json() {
     client
         .send(
             "OPENID",
-            &CustomMessage::mini_program_page(MiniProgramPage {
-                title: "标题".into(),
-                pagepath: "pages/index/index?foo=bar".into(),
-                thumb_media_id: "THUMB".into(),
-            }),
+            &CustomMessage::mini_program_page(MiniProgramPage::new(
+                "标题",
+                "pages/index/index?foo=bar",
+                "THUMB",
+            )),
         )
         .await
         .unwrap();

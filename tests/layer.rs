@@ -543,7 +543,7 @@ async fn valid_pushes_reach_the_handler_with_request_parts_and_push_info() {
                 let info = req.extensions().get::<PushInfo>().expect("PushInfo");
                 assert_eq!(info.is_encrypted(), encrypted);
                 assert_eq!(info.query().timestamp(), "1714200000");
-                let Kind::Text { content } = req.body().kind() else {
+                let Kind::Text { content, .. } = req.body().kind() else {
                     panic!("text expected")
                 };
                 assert_eq!(content, "hello");
@@ -594,7 +594,7 @@ async fn replies_are_encoded_in_the_push_format_and_sealed_when_encrypted() {
         assert_eq!(reply.to_user(), "o9AgO5Kd5ggOC-bXrbNODIiE3bGY");
         assert_eq!(reply.from_user(), "gh_97417a04a28d");
         assert_eq!(reply.create_time(), case.timestamp());
-        assert!(matches!(reply.kind(), Kind::Text { content } if content == "hello"));
+        assert!(matches!(reply.kind(), Kind::Text { content, .. } if content == "hello"));
 
         // Encrypted push: sealed reply that verifies and opens with the same key.
         let res = case
@@ -624,7 +624,7 @@ async fn replies_are_encoded_in_the_push_format_and_sealed_when_encrypted() {
             Message::from_json(opened.as_bytes())
         }
         .unwrap();
-        assert!(matches!(reply.kind(), Kind::Text { content } if content == "hello"));
+        assert!(matches!(reply.kind(), Kind::Text { content, .. } if content == "hello"));
         assert_eq!(reply.to_user(), "o9AgO5Kd5ggOC-bXrbNODIiE3bGY");
     }
 }

@@ -39,7 +39,7 @@ fn counting(
         async move {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok::<_, Infallible>(match req.body().kind() {
-                Kind::Text { content } => Reply::text(content.clone()),
+                Kind::Text { content, .. } => Reply::text(content.clone()),
                 _ => Reply::Success,
             })
         }

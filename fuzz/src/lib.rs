@@ -281,7 +281,7 @@ impl Service<Request<Message>> for Recorder {
         calls.count += 1;
         calls.info = req.extensions().get::<PushInfo>().cloned();
         let reply = match req.body().kind() {
-            Kind::Text { content } => Reply::text(content.clone()),
+            Kind::Text { content, .. } => Reply::text(content.clone()),
             _ => Reply::Success,
         };
         calls.message = Some(req.into_body());

@@ -10,12 +10,12 @@ use serde::Serialize;
 ///
 /// let text = CustomMessage::text("你好");
 /// let image = CustomMessage::image("MEDIA_ID");
-/// let link = CustomMessage::link(Link {
-///     title: "Happy Day".into(),
-///     description: "Is Really A Happy Day".into(),
-///     url: "https://example.com/".into(),
-///     thumb_url: "https://example.com/thumb.png".into(),
-/// });
+/// let link = CustomMessage::link(Link::new(
+///     "Happy Day",
+///     "Is Really A Happy Day",
+///     "https://example.com/",
+///     "https://example.com/thumb.png",
+/// ));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "msgtype", rename_all = "lowercase")]
@@ -78,22 +78,26 @@ impl CustomMessage {
     }
 }
 
-/// The `text` object of a text message.
+/// The `text` object of a text message, built by [`CustomMessage::text`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Text {
     /// The text; may contain mini-program links (see [`mini_program_link`]).
     pub content: String,
 }
 
-/// The `image` object of an image message.
+/// The `image` object of an image message, built by [`CustomMessage::image`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Image {
     /// A temporary media id.
     pub media_id: String,
 }
 
-/// The `link` object of a link message.
+/// The `link` object of a link message: build it with [`Link::new`] (it is
+/// `#[non_exhaustive]`, as WeChat may add fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Link {
     /// Title of the card.
     pub title: String,
@@ -105,8 +109,10 @@ pub struct Link {
     pub thumb_url: String,
 }
 
-/// The `miniprogrampage` object of a mini-program card.
+/// The `miniprogrampage` object of a mini-program card: build it with
+/// [`MiniProgramPage::new`] (it is `#[non_exhaustive]`, as WeChat may add fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct MiniProgramPage {
     /// Title of the card.
     pub title: String,
@@ -115,6 +121,61 @@ pub struct MiniProgramPage {
     /// Media id of the cover (520×416 recommended), from
     /// [`Client::upload_media`](super::Client::upload_media).
     pub thumb_media_id: String,
+}
+
+impl Link {
+    /// A link card: its title, the description under it, where a tap leads, and the URL of
+    /// its thumbnail.
+    ///
+    /// ```
+    /// use wechat_push::client::{CustomMessage, Link};
+    ///
+    /// let link = Link::new(
+    ///     "Title",
+    ///     "Description",
+    ///     "https://example.com/",
+    ///     "https://example.com/t.png",
+    /// );
+    /// assert_eq!(link.url, "https://example.com/");
+    /// let message = CustomMessage::link(link);
+    /// ```
+    pub fn new(
+        title: impl Into<String>,
+        description: impl Into<String>,
+        url: impl Into<String>,
+        thumb_url: impl Into<String>,
+    ) -> Self {
+        Link {
+            title: title.into(),
+            description: description.into(),
+            url: url.into(),
+            thumb_url: thumb_url.into(),
+        }
+    }
+}
+
+impl MiniProgramPage {
+    /// A mini-program card: its title, the page path with query, and the media id of its
+    /// cover.
+    ///
+    /// ```
+    /// use wechat_push::client::{CustomMessage, MiniProgramPage};
+    ///
+    /// let page = MiniProgramPage::new("Title", "pages/index/index?foo=bar", "MEDIA_ID");
+    /// assert_eq!(page.pagepath, "pages/index/index?foo=bar");
+    /// let message = CustomMessage::mini_program_page(page);
+    /// ```
+    pub fn new(
+        title: impl Into<String>,
+        pagepath: impl Into<String>,
+        thumb_media_id: impl Into<String>,
+    ) -> Self {
+        MiniProgramPage {
+            title: title.into(),
+            pagepath: pagepath.into(),
+            thumb_media_id: thumb_media_id.into(),
+        }
+    }
 }
 
 /// The typing indicator command (`cgi-bin/message/custom/typing`).
@@ -152,8 +213,10 @@ impl MediaType {
     }
 }
 
-/// A file to upload as temporary media.
+/// A file to upload as temporary media: build it with [`Media::new`] (it is
+/// `#[non_exhaustive]`, as uploads may gain form fields).
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Media {
     /// The file name sent in the multipart part (e.g. `reply.png`). `"`, CR and LF are
     /// percent-encoded as browsers do.
@@ -166,6 +229,13 @@ pub struct Media {
 
 impl Media {
     /// A file with this name, content type and content.
+    ///
+    /// ```
+    /// use wechat_push::client::Media;
+    ///
+    /// let media = Media::new("reply.png", "image/png", vec![0x89, b'P', b'N', b'G']);
+    /// assert_eq!((media.filename.as_str(), media.data.len()), ("reply.png", 4));
+    /// ```
     pub fn new(
         filename: impl Into<String>,
         content_type: impl Into<String>,
@@ -278,20 +348,15 @@ mod tests {
             r#"{"touser":"OPENID","msgtype":"image","image":{"media_id":"M"}}"#
         );
         assert_eq!(
-            body(&CustomMessage::link(Link {
-                title: "t".into(),
-                description: "d".into(),
-                url: "u".into(),
-                thumb_url: "th".into(),
-            })),
+            body(&CustomMessage::link(Link::new("t", "d", "u", "th"))),
             r#"{"touser":"OPENID","msgtype":"link","link":{"title":"t","description":"d","url":"u","thumb_url":"th"}}"#
         );
         assert_eq!(
-            body(&CustomMessage::mini_program_page(MiniProgramPage {
-                title: "t".into(),
-                pagepath: "pages/index/index?foo=bar".into(),
-                thumb_media_id: "M".into(),
-            })),
+            body(&CustomMessage::mini_program_page(MiniProgramPage::new(
+                "t",
+                "pages/index/index?foo=bar",
+                "M"
+            ))),
             r#"{"touser":"OPENID","msgtype":"miniprogrampage","miniprogrampage":{"title":"t","pagepath":"pages/index/index?foo=bar","thumb_media_id":"M"}}"#
         );
         assert_eq!(

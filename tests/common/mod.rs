@@ -114,7 +114,7 @@ pub async fn must_not_be_called(_: Request<Message>) -> Result<Reply, Infallible
 /// Echoes text back as a passive reply, `success` for everything else.
 pub async fn echo(req: Request<Message>) -> Result<Reply, Infallible> {
     Ok(match req.body().kind() {
-        Kind::Text { content } => Reply::text(content.clone()),
+        Kind::Text { content, .. } => Reply::text(content.clone()),
         _ => Reply::Success,
     })
 }

@@ -6,25 +6,45 @@ use super::{node_doc, Fields};
 use crate::codec::{DecodeError, Doc, Raw};
 
 /// A typed event, by its `Event` value.
+///
+/// The variants that mirror a WeChat document are `#[non_exhaustive]`, and so are the item
+/// structs: match them with `..` and get them by decoding a push (see [`Kind`](super::Kind)).
+///
+/// ```
+/// use wechat_push::message::{Event, Message};
+///
+/// let msg = Message::from_json(br#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,
+///     "MsgType":"event","Event":"user_enter_tempsession","SessionFrom":"button"}"#)?;
+/// if let Some(Event::UserEnterTempSession { session_from, .. }) = msg.event() {
+///     assert_eq!(session_from, "button");
+/// } else {
+///     panic!("not a user_enter_tempsession event");
+/// }
+/// # Ok::<(), wechat_push::codec::DecodeError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// `user_enter_tempsession`: the user entered the customer-service conversation.
+    #[non_exhaustive]
     UserEnterTempSession {
         /// `SessionFrom`: the contact button's `session-from` attribute.
         session_from: String,
     },
     /// `subscribe_msg_popup_event`: the user acted on the subscription pop-up.
+    #[non_exhaustive]
     SubscribeMsgPopup {
         /// One item per template (XML `<List>` elements; JSON `List` object or array).
         items: Vec<PopupItem>,
     },
     /// `subscribe_msg_change_event`: the user changed subscriptions from the menu.
+    #[non_exhaustive]
     SubscribeMsgChange {
         /// One item per template.
         items: Vec<StatusItem>,
     },
     /// `subscribe_msg_sent_event`: delivery result of a subscribe message.
+    #[non_exhaustive]
     SubscribeMsgSent {
         /// One item per sent message.
         items: Vec<SentItem>,
@@ -32,6 +52,7 @@ pub enum Event {
     /// `wxa_media_check`: asynchronous content-security result.
     WxaMediaCheck(MediaCheck),
     /// `subscribe` (official accounts): a follow, possibly through a QR code.
+    #[non_exhaustive]
     Subscribe {
         /// `EventKey` (`qrscene_…` for a QR scan; may be empty otherwise).
         event_key: Option<String>,
@@ -41,6 +62,7 @@ pub enum Event {
     /// `unsubscribe` (official accounts).
     Unsubscribe,
     /// `SCAN` (official accounts): a follower scanned a parametric QR code.
+    #[non_exhaustive]
     Scan {
         /// `EventKey`: the scene value.
         event_key: String,
@@ -48,6 +70,7 @@ pub enum Event {
         ticket: Option<String>,
     },
     /// `LOCATION` (official accounts): reported position.
+    #[non_exhaustive]
     Location {
         /// `Latitude`.
         latitude: f64,
@@ -57,11 +80,13 @@ pub enum Event {
         precision: f64,
     },
     /// `CLICK` (official accounts): a menu click.
+    #[non_exhaustive]
     Click {
         /// `EventKey`: the menu key.
         event_key: String,
     },
     /// `VIEW` (official accounts): a menu link was opened.
+    #[non_exhaustive]
     View {
         /// `EventKey`: the URL.
         event_key: String,
@@ -118,6 +143,7 @@ impl SubscribeStatus {
 
 /// One `List` item of `subscribe_msg_popup_event`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct PopupItem {
     /// `TemplateId`.
     pub template_id: String,
@@ -131,6 +157,7 @@ pub struct PopupItem {
 
 /// One `List` item of `subscribe_msg_change_event`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct StatusItem {
     /// `TemplateId`.
     pub template_id: String,
@@ -142,6 +169,7 @@ pub struct StatusItem {
 
 /// One `List` item of `subscribe_msg_sent_event`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SentItem {
     /// `TemplateId`.
     pub template_id: String,
@@ -194,6 +222,7 @@ impl Suggest {
 /// Other fields (`errcode`, `errmsg`, v1's `isrisky`, …) are in
 /// [`Message::extra`](super::Message::extra).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct MediaCheck {
     /// `appid`.
     pub app_id: String,
@@ -209,6 +238,7 @@ pub struct MediaCheck {
 
 /// `result` of a [`MediaCheck`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct MediaCheckResult {
     /// `suggest`.
     pub suggest: Suggest,
@@ -220,6 +250,7 @@ pub struct MediaCheckResult {
 
 /// One `detail` item of a [`MediaCheck`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct MediaCheckDetail {
     /// `strategy`.
     pub strategy: String,

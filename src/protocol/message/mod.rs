@@ -15,7 +15,7 @@
 //!   <MsgId>1234567890123456</MsgId>
 //!   <Extra>kept</Extra>
 //! </xml>")?;
-//! assert_eq!(msg.kind(), &Kind::Text { content: " hello ".into() });
+//! assert_eq!(msg.kind(), &Kind::text(" hello "));
 //! assert_eq!(msg.from_user(), "o1");
 //! assert_eq!(msg.field("Extra").and_then(|v| v.as_text()), Some("kept"));
 //! # Ok::<(), wechat_push::codec::DecodeError>(())
@@ -25,6 +25,11 @@
 //! `text` push without `Content` is a [`DecodeError`]. Optional ones are
 //! `Option`s. Unknown `MsgType`/`Event` values decode to
 //! [`Kind::Unknown`]/[`Event::Unknown`] with every field in [`Message::extra`].
+//!
+//! WeChat adds fields to its pushes over time, so the struct-like variants of
+//! [`Kind`] and [`Event`] and the item structs ([`PopupItem`], [`MediaCheck`], …)
+//! are `#[non_exhaustive]`: match them with `..`, and build them by decoding a
+//! document (or with [`Kind::text`]).
 
 use crate::codec::{self, DecodeError, Doc, Format, Raw};
 
@@ -49,15 +54,41 @@ pub struct Message {
 }
 
 /// The typed content of a [`Message`], by `MsgType`.
+///
+/// The variants that mirror a WeChat document are `#[non_exhaustive]`, as WeChat may add
+/// fields: match them with `..` (`Kind::Text { content, .. }`). To build one, e.g. in the tests
+/// of your own handler, use [`Kind::text`] or decode a sample push with [`Message::from_xml`] /
+/// [`Message::from_json`]; [`Kind::Unknown`] and [`Kind::Event`] of an [`Event::Unknown`] can
+/// be written directly.
+///
+/// ```
+/// use wechat_push::message::{Event, Kind, Message};
+///
+/// let image = Message::from_xml(b"<xml>\
+///     <ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime>\
+///     <MsgType>image</MsgType><PicUrl>https://example.com/a.jpg</PicUrl><MediaId>M1</MediaId>\
+/// </xml>")?;
+/// let Kind::Image { media_id, .. } = image.kind() else { unreachable!() };
+/// assert_eq!(media_id, "M1");
+///
+/// let text = Message::new("gh_1", "o1", 1, Kind::text("hi"));
+/// assert!(matches!(text.kind(), Kind::Text { content, .. } if content == "hi"));
+///
+/// let other = Kind::Event(Event::Unknown { event: "debug_demo".into() });
+/// assert_eq!(Message::new("gh_1", "o1", 1, other).event_name(), Some("debug_demo"));
+/// # Ok::<(), wechat_push::codec::DecodeError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Kind {
     /// `text`.
+    #[non_exhaustive]
     Text {
         /// `Content`, untrimmed.
         content: String,
     },
     /// `image`.
+    #[non_exhaustive]
     Image {
         /// `PicUrl`.
         pic_url: String,
@@ -65,6 +96,7 @@ pub enum Kind {
         media_id: String,
     },
     /// `voice` (official accounts).
+    #[non_exhaustive]
     Voice {
         /// `MediaId`.
         media_id: String,
@@ -74,6 +106,7 @@ pub enum Kind {
         recognition: Option<String>,
     },
     /// `video` (official accounts).
+    #[non_exhaustive]
     Video {
         /// `MediaId`.
         media_id: String,
@@ -81,6 +114,7 @@ pub enum Kind {
         thumb_media_id: String,
     },
     /// `shortvideo` (official accounts).
+    #[non_exhaustive]
     ShortVideo {
         /// `MediaId`.
         media_id: String,
@@ -88,6 +122,7 @@ pub enum Kind {
         thumb_media_id: String,
     },
     /// `location` (official accounts).
+    #[non_exhaustive]
     Location {
         /// `Location_X`: latitude.
         latitude: f64,
@@ -99,6 +134,7 @@ pub enum Kind {
         label: String,
     },
     /// `link` (official accounts).
+    #[non_exhaustive]
     Link {
         /// `Title`.
         title: String,
@@ -108,6 +144,7 @@ pub enum Kind {
         url: String,
     },
     /// `miniprogrampage`: the user sent a mini-program card (empty strings occur).
+    #[non_exhaustive]
     MiniProgramPage {
         /// `Title`.
         title: String,
@@ -130,6 +167,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// A `text` message with this `Content`.
+    ///
+    /// ```
+    /// use wechat_push::message::{Kind, Message};
+    ///
+    /// let msg = Message::new("gh_1", "o1", 1714200600, Kind::text("hello")).with_msg_id(1);
+    /// assert_eq!(msg.msg_type(), "text");
+    /// assert_eq!(msg.kind(), &Kind::text("hello"));
+    /// ```
+    pub fn text(content: impl Into<String>) -> Self {
+        Kind::Text {
+            content: content.into(),
+        }
+    }
+
     /// The raw `MsgType` value.
     pub fn msg_type(&self) -> &str {
         match self {
@@ -149,7 +201,8 @@ impl Kind {
 
 impl Message {
     /// A message with no `MsgId` and no extra fields (see [`with_msg_id`](Self::with_msg_id),
-    /// [`with_extra`](Self::with_extra)); handy in tests of your own service.
+    /// [`with_extra`](Self::with_extra)); handy in tests of your own service, with
+    /// [`Kind::text`] or the [`kind`](Self::kind) of a decoded sample push.
     pub fn new(
         to_user: impl Into<String>,
         from_user: impl Into<String>,

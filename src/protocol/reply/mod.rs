@@ -76,7 +76,24 @@ pub enum Reply {
 }
 
 /// The body of a [`Reply::Music`].
+///
+/// `#[non_exhaustive]`, as WeChat may add fields: build it with [`Music::new`] and the
+/// `with_…` methods.
+///
+/// ```
+/// use wechat_push::{reply::Music, Format, Reply};
+///
+/// let music = Music::new("THUMB_ID")
+///     .with_title("Song")
+///     .with_music_url("https://example.com/song.mp3");
+/// let body = Reply::Music(music).encode(Format::Json, "openid", "gh_id", 1714200600);
+/// assert_eq!(
+///     body,
+///     br#"{"ToUserName":"openid","FromUserName":"gh_id","CreateTime":1714200600,"MsgType":"music","Music":{"Title":"Song","MusicUrl":"https://example.com/song.mp3","ThumbMediaId":"THUMB_ID"}}"#
+/// );
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Music {
     /// Title.
     pub title: Option<String>,
@@ -91,7 +108,26 @@ pub struct Music {
 }
 
 /// One article of a [`Reply::News`].
+///
+/// `#[non_exhaustive]`, as WeChat may add fields: build it with [`Article::new`].
+///
+/// ```
+/// use wechat_push::{reply::Article, Format, Reply};
+///
+/// let article = Article::new(
+///     "Title",
+///     "Description",
+///     "https://example.com/a.png",
+///     "https://example.com/",
+/// );
+/// let body = Reply::News(vec![article]).encode(Format::Json, "openid", "gh_id", 1714200600);
+/// assert_eq!(
+///     body,
+///     br#"{"ToUserName":"openid","FromUserName":"gh_id","CreateTime":1714200600,"MsgType":"news","ArticleCount":1,"Articles":[{"Title":"Title","Description":"Description","PicUrl":"https://example.com/a.png","Url":"https://example.com/"}]}"#
+/// );
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Article {
     /// Title.
     pub title: String,
@@ -101,6 +137,62 @@ pub struct Article {
     pub pic_url: String,
     /// Link opened on tap.
     pub url: String,
+}
+
+impl Music {
+    /// A music reply body with this cover thumbnail (the one field WeChat requires) and no
+    /// other field.
+    pub fn new(thumb_media_id: impl Into<String>) -> Self {
+        Music {
+            thumb_media_id: thumb_media_id.into(),
+            ..Music::default()
+        }
+    }
+
+    /// Sets the title.
+    #[must_use]
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Sets the description.
+    #[must_use]
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Sets the link to the music.
+    #[must_use]
+    pub fn with_music_url(mut self, music_url: impl Into<String>) -> Self {
+        self.music_url = Some(music_url.into());
+        self
+    }
+
+    /// Sets the link to the high-quality version.
+    #[must_use]
+    pub fn with_hq_music_url(mut self, hq_music_url: impl Into<String>) -> Self {
+        self.hq_music_url = Some(hq_music_url.into());
+        self
+    }
+}
+
+impl Article {
+    /// An article with this title, description, picture link and link.
+    pub fn new(
+        title: impl Into<String>,
+        description: impl Into<String>,
+        pic_url: impl Into<String>,
+        url: impl Into<String>,
+    ) -> Self {
+        Article {
+            title: title.into(),
+            description: description.into(),
+            pic_url: pic_url.into(),
+            url: url.into(),
+        }
+    }
 }
 
 impl Reply {
