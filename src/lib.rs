@@ -15,6 +15,9 @@ pub mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use middleware::axum;
 pub use protocol::{codec, crypto, message, query, reply, signature};
 pub use retry::replay;
 #[cfg(feature = "tokio")]
@@ -31,6 +34,8 @@ pub use endpoint::{
     DEFAULT_TIMESTAMP_TOLERANCE,
 };
 pub use message::Message;
-pub use middleware::{ResponseFuture, Wechat, WechatLayer, DEFAULT_BODY_LIMIT};
+pub use middleware::{
+    PassBody, PassThrough, ResponseFuture, Typed, Wechat, WechatLayer, DEFAULT_BODY_LIMIT,
+};
 pub use rejection::Rejection;
 pub use reply::Reply;

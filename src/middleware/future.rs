@@ -1,6 +1,7 @@
 //! [`ResponseFuture`]: collect the body, open the push, call the handler, encode the reply.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -13,24 +14,24 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::layer::Config;
-use super::response;
+use super::mode::{Document, Mode, Typed};
 use crate::body::ResponseBody;
 use crate::endpoint::ReplyTo;
 use crate::message::Message;
 use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
 use crate::replay::{self, Seen};
-use crate::reply::Reply;
 use crate::store::{BoxFuture, StoreError};
 
 pin_project! {
     /// The response future of [`Wechat`](crate::Wechat).
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, B, M = Typed>
     where
         S: Service<Request<Message>>,
     {
         #[pin]
         state: State<S, B>,
+        mode: PhantomData<fn() -> M>,
     }
 }
 
@@ -72,6 +73,8 @@ struct Pending<S> {
     inner: S,
     config: Arc<Config>,
     query: CallbackQuery,
+    /// Pass-through mode: the handler's request carries the push's document as its body.
+    keep_document: bool,
 }
 
 /// A verified, decoded push waiting for the handler.
@@ -98,7 +101,7 @@ impl<S: Service<Request<Message>>> Opened<S> {
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B, M> ResponseFuture<S, B, M>
 where
     S: Service<Request<Message>>,
 {
@@ -107,6 +110,7 @@ where
             state: State::Ready {
                 response: Some(response),
             },
+            mode: PhantomData,
         }
     }
 
@@ -119,6 +123,7 @@ where
     ) -> Self
     where
         B: Body,
+        M: Mode<S::Response>,
     {
         let limit = config.body_limit;
         let expected = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
@@ -131,19 +136,21 @@ where
                     inner,
                     config,
                     query,
+                    keep_document: M::KEEP_DOCUMENT,
                 }),
             },
+            mode: PhantomData,
         }
     }
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, B, M> Future for ResponseFuture<S, B, M>
 where
     S: Service<Request<Message>>,
-    S::Response: Into<Reply>,
+    M: Mode<S::Response>,
     B: Body,
 {
-    type Output = Result<Response<ResponseBody>, S::Error>;
+    type Output = Result<Response<M::Body>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -177,14 +184,12 @@ where
                     config,
                     reply_to,
                 } => {
-                    let reply: Reply = ready!(future.poll(cx))?.into();
-                    let answer = config.endpoint.answer(reply_to, &reply);
-                    return Poll::Ready(Ok(response::answer(answer)));
+                    let answer = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(M::finish(&config.endpoint, reply_to, answer)));
                 }
                 StateProj::Ready { response } => {
-                    return Poll::Ready(Ok(response
-                        .take()
-                        .expect("future polled after completion")));
+                    let response = response.take().expect("future polled after completion");
+                    return Poll::Ready(Ok(M::own(response)));
                 }
             }
         }
@@ -211,6 +216,7 @@ where
         inner,
         config,
         query,
+        keep_document,
     } = pending;
     let buf = buf.as_slice();
     let opened = config.endpoint.open(query, buf)?;
@@ -218,6 +224,7 @@ where
     let dedupe_key = config
         .dedupe_keys
         .then(|| crate::dedupe::dedupe_key(opened.message(), opened.document()));
+    let document = keep_document.then(|| Document(Bytes::copy_from_slice(opened.document())));
     let (message, info, reply_to) = opened.into_parts();
     // Only a plaintext push that passed every check is remembered (and its body hashed): in
     // safe mode `msg_signature` covers the body, and a retry may be sealed afresh.
@@ -245,6 +252,9 @@ where
             .insert(crate::dedupe::DedupeKey(key));
     }
     request.extensions_mut().insert(info);
+    if let Some(document) = document {
+        request.extensions_mut().insert(document);
+    }
     let opened = Opened {
         request,
         inner,

@@ -1,12 +1,17 @@
 //! [`WechatLayer`]: the configuration, validated once, shared by every request.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
 use tower::layer::util::Identity;
-use tower::Layer;
+use tower::{Layer, Service};
 
+use super::mode::Typed;
+use super::pass_through::{Adapter, PassOutcome, PassThrough};
 use super::service::Wechat;
+use crate::body::ResponseBody;
 use crate::crypto::{EncodingAesKey, KeyRing};
 #[cfg(feature = "tokio")]
 use crate::deadline::AckDeadlineLayer;
@@ -47,10 +52,11 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// runs outside the deadline, whatever the order of the calls.
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct WechatLayer<D = Identity, T = Identity> {
+pub struct WechatLayer<D = Identity, T = Identity, M = Typed> {
     config: Arc<Config>,
     dedupe: D,
     deadline: T,
+    mode: PhantomData<M>,
 }
 
 /// What every request of a layer shares: the endpoint's checks and the layer's own options.
@@ -101,11 +107,12 @@ impl WechatLayer {
             }),
             dedupe: Identity::new(),
             deadline: Identity::new(),
+            mode: PhantomData,
         }
     }
 }
 
-impl<D, T> WechatLayer<D, T> {
+impl<D, T, M> WechatLayer<D, T, M> {
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
         // Shared only once services exist; before that this does not clone.
         change(Arc::make_mut(&mut self.config));
@@ -168,7 +175,9 @@ impl<D, T> WechatLayer<D, T> {
         let store: Arc<dyn ReplayStore> = Arc::new(store);
         self.with(|c| c.replay = Some(store))
     }
+}
 
+impl<D, T> WechatLayer<D, T> {
     /// Wraps `inner` (the same as [`Layer::layer`], without importing the trait).
     pub fn layer<S>(&self, inner: S) -> Wechat<D::Service>
     where
@@ -178,19 +187,59 @@ impl<D, T> WechatLayer<D, T> {
         let inner = self.dedupe.wrap(self.deadline.wrap(inner));
         Wechat::from_config(inner, self.config.clone())
     }
+
+    /// Switches to pass-through mode: the layer goes in front of ordinary HTTP handlers and
+    /// routers (axum's, or any `Service<Request<_>>`) instead of a typed one.
+    ///
+    /// The same checks run, with the same rejections. A push reaches the inner service as an
+    /// HTTP request with its method, URI, headers and extensions, whose body is the push's
+    /// document (decrypted in safe mode) with a matching `Content-Type`, and whose extensions
+    /// hold the [`Message`](crate::Message) and the [`PushInfo`](crate::PushInfo) (axum
+    /// extractors with the `axum` feature). A response carrying a [`Reply`] (what an axum
+    /// handler returning a `Reply` gives) is written in the push's format and sealed when the
+    /// push was encrypted; any other response passes through untouched, except that in safe
+    /// mode a 200 whose body is a reply document (`<xml…` or `{…`) is sealed, so a handler
+    /// that writes its own reply XML keeps working in safe mode.
+    ///
+    /// With [`dedupe`](Self::dedupe), a 200 answer is recorded (and a duplicate answered with
+    /// its body); any other status counts as a failed attempt, so the push is handled again
+    /// on WeChat's retry. A 200 body the layer must read (to seal or record it) is limited to
+    /// the [body limit](Self::body_limit): a larger one is answered 500.
+    pub fn pass_through(self) -> WechatLayer<D, T, PassThrough> {
+        WechatLayer {
+            config: self.config,
+            dedupe: self.dedupe,
+            deadline: self.deadline,
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<D, T> WechatLayer<D, T, PassThrough> {
+    /// Wraps `inner`, an HTTP service (the same as [`Layer::layer`]).
+    pub fn layer<S, B>(&self, inner: S) -> Wechat<D::Service, PassThrough>
+    where
+        S: Service<Request<ResponseBody>, Response = Response<B>>,
+        T: Wrap<Adapter<S>, PassOutcome<B>>,
+        D: Wrap<T::Service, PassOutcome<B>>,
+    {
+        let adapter = Adapter::new(inner, self.config.dedupe_keys, self.config.body_limit);
+        let inner = self.dedupe.wrap(self.deadline.wrap(adapter));
+        Wechat::from_config(inner, self.config.clone())
+    }
 }
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-impl<T> WechatLayer<Identity, T> {
+impl<T, M> WechatLayer<Identity, T, M> {
     /// Handles each push once however often WeChat delivers it, recording replies in `store`
     /// for five minutes. See [`dedupe`](crate::dedupe).
-    pub fn dedupe(self, store: impl DedupeStore) -> WechatLayer<DedupeLayer, T> {
+    pub fn dedupe(self, store: impl DedupeStore) -> WechatLayer<DedupeLayer, T, M> {
         self.dedupe_with(DedupeLayer::new(store))
     }
 
     /// Like [`dedupe`](Self::dedupe), with a configured [`DedupeLayer`] (expiry, lease).
-    pub fn dedupe_with(self, dedupe: DedupeLayer) -> WechatLayer<DedupeLayer, T> {
+    pub fn dedupe_with(self, dedupe: DedupeLayer) -> WechatLayer<DedupeLayer, T, M> {
         let this = self.with(|c| {
             c.dedupe_keys = true;
             c.needs_runtime = true;
@@ -199,22 +248,24 @@ impl<T> WechatLayer<Identity, T> {
             config: this.config,
             dedupe,
             deadline: this.deadline,
+            mode: this.mode,
         }
     }
 }
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-impl<D> WechatLayer<D, Identity> {
+impl<D, M> WechatLayer<D, Identity, M> {
     /// Answers `success` when the handler has not answered within `deadline` (4 s is a good
     /// value; WeChat gives up at 5 s), letting it finish in the background. Needs a Tokio
     /// runtime. See [`deadline`](crate::deadline).
-    pub fn ack_deadline(self, deadline: Duration) -> WechatLayer<D, AckDeadlineLayer> {
+    pub fn ack_deadline(self, deadline: Duration) -> WechatLayer<D, AckDeadlineLayer, M> {
         let this = self.with(|c| c.needs_runtime = true);
         WechatLayer {
             config: this.config,
             dedupe: this.dedupe,
             deadline: AckDeadlineLayer::new(deadline),
+            mode: this.mode,
         }
     }
 }
@@ -227,6 +278,19 @@ where
     type Service = Wechat<D::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WechatLayer::layer(self, inner)
+        WechatLayer::<D, T>::layer(self, inner)
+    }
+}
+
+impl<S, B, D, T> Layer<S> for WechatLayer<D, T, PassThrough>
+where
+    S: Service<Request<ResponseBody>, Response = Response<B>>,
+    T: Wrap<Adapter<S>, PassOutcome<B>>,
+    D: Wrap<T::Service, PassOutcome<B>>,
+{
+    type Service = Wechat<D::Service, PassThrough>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WechatLayer::<D, T, PassThrough>::layer(self, inner)
     }
 }

@@ -48,6 +48,14 @@ pub(crate) fn answer(answer: Result<Answer, Rejection>) -> Response<ResponseBody
     }
 }
 
+/// A 500 with `reason`, for a handler answer the layer could not send.
+pub(crate) fn server_error(reason: &'static str) -> Response<ResponseBody> {
+    text_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Bytes::from_static(reason.as_bytes()),
+    )
+}
+
 fn text_response(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::new(body));
     *response.status_mut() = status;

@@ -1,5 +1,6 @@
 //! [`Wechat`]: the service the layer wraps around the handler.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,27 +10,43 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{Config, WechatLayer};
+use super::mode::{Mode, Typed};
 use super::response;
-use crate::body::ResponseBody;
 use crate::endpoint::Verified;
 use crate::message::Message;
 use crate::rejection::Rejection;
-use crate::reply::Reply;
 
 /// A WeChat push endpoint around the handler `S`. Made by [`WechatLayer`].
 ///
-/// Requests that fail a check are answered here, without calling `S`; the others reach `S` as
-/// `http::Request<Message>`, with the original method, URI, headers and extensions, plus a
-/// [`PushInfo`](crate::PushInfo) extension.
-#[derive(Clone, Debug)]
-pub struct Wechat<S> {
+/// Requests that fail a check are answered here, without calling `S`. In the typed mode
+/// (`M` = [`Typed`]) the others reach `S` as `http::Request<Message>`, with the original
+/// method, URI, headers and extensions, plus a [`PushInfo`](crate::PushInfo) extension; in
+/// [pass-through](WechatLayer::pass_through) mode, as an ordinary HTTP request whose body is
+/// the push's document.
+#[derive(Debug)]
+pub struct Wechat<S, M = Typed> {
     inner: S,
     config: Arc<Config>,
+    mode: PhantomData<fn() -> M>,
 }
 
-impl<S> Wechat<S> {
+impl<S: Clone, M> Clone for Wechat<S, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<S, M> Wechat<S, M> {
     pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+        Self {
+            inner,
+            config,
+            mode: PhantomData,
+        }
     }
 
     /// The wrapped service.
@@ -46,22 +63,24 @@ impl<S> Wechat<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+}
 
+impl<S> Wechat<S> {
     /// Same as [`WechatLayer::new`].
     pub fn layer(token: impl Into<String>) -> Result<WechatLayer, crate::ConfigError> {
         WechatLayer::new(token)
     }
 }
 
-impl<S, B> Service<Request<B>> for Wechat<S>
+impl<S, B, M> Service<Request<B>> for Wechat<S, M>
 where
     S: Service<Request<Message>> + Clone,
-    S::Response: Into<Reply>,
+    M: Mode<S::Response>,
     B: Body,
 {
-    type Response = http::Response<ResponseBody>;
+    type Response = http::Response<M::Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, B, M>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -7,9 +7,7 @@ pub mod deadline;
 pub mod dedupe;
 pub mod replay;
 
-#[cfg(feature = "tokio")]
-pub(crate) use wrap::Outcome;
-pub(crate) use wrap::Wrap;
+pub(crate) use wrap::{Outcome, Wrap};
 
 mod wrap {
     use std::borrow::Cow;
@@ -34,7 +32,7 @@ mod wrap {
 
     /// A handler's answer, as the retry options see it: what dedupe records, and what a
     /// duplicate or the deadline answers.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code, unreachable_pub))]
     pub trait Outcome: Send + 'static {
         /// The reply to record for this answer; `None` when the push was not handled (the
         /// claim is then released, so that a retry handles it).

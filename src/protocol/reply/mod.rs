@@ -18,6 +18,8 @@
 //! assert_eq!(Reply::Success.encode(Format::Xml, "openid", "gh_id", 0), b"success");
 //! ```
 
+use bytes::Bytes;
+
 use crate::codec::Format;
 
 mod seal;
@@ -73,6 +75,10 @@ pub enum Reply {
     Music(Music),
     /// Articles (WeChat shows one when answering a user's message).
     News(Vec<Article>),
+    /// A reply document the handler wrote itself, in the push's format (`<xml>…</xml>` or a
+    /// JSON object): sent as it is, or sealed when the push was encrypted. What pass-through
+    /// handlers that write their own reply XML answer, and how dedupe records them.
+    Document(Bytes),
 }
 
 /// The body of a [`Reply::Music`].
@@ -210,6 +216,20 @@ impl Reply {
         }
     }
 
+    /// A reply document written by hand, in the push's format; see [`Reply::Document`].
+    ///
+    /// ```
+    /// use wechat_push::{Format, Reply};
+    ///
+    /// let doc = "<xml><ToUserName><![CDATA[o1]]></ToUserName><FromUserName><![CDATA[gh_1]]></FromUserName>\
+    ///     <CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>";
+    /// let reply = Reply::document(doc);
+    /// assert_eq!(reply.encode(Format::Xml, "ignored", "ignored", 0), doc.as_bytes());
+    /// ```
+    pub fn document(document: impl Into<Bytes>) -> Self {
+        Self::Document(document.into())
+    }
+
     /// Hands the conversation to the customer-service tool.
     pub fn transfer_customer_service() -> Self {
         Self::TransferCustomerService { kf_account: None }
@@ -230,7 +250,8 @@ impl Reply {
         }
     }
 
-    /// `MsgType` of the reply document (`None` for an acknowledgement).
+    /// `MsgType` of the reply document (`None` for an acknowledgement or a
+    /// [`Document`](Self::Document) written by hand).
     pub fn msg_type(&self) -> Option<&'static str> {
         Some(match self {
             Self::Success | Self::Empty => return None,
@@ -241,6 +262,7 @@ impl Reply {
             Self::Video { .. } => "video",
             Self::Music(_) => "music",
             Self::News(_) => "news",
+            Self::Document(_) => return None,
         })
     }
 

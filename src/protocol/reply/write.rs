@@ -14,6 +14,10 @@ impl Reply {
         from_user: &str,
         create_time: u64,
     ) -> Vec<u8> {
+        if let Self::Document(document) = self {
+            out.extend_from_slice(document);
+            return out;
+        }
         let Some(msg_type) = self.msg_type() else {
             out.extend_from_slice(self.ack_body().unwrap_or_default());
             return out;
@@ -25,7 +29,7 @@ impl Reply {
         w.number("CreateTime", create_time);
         w.text("MsgType", msg_type);
         match self {
-            Self::Success | Self::Empty => {}
+            Self::Success | Self::Empty | Self::Document(_) => {}
             Self::TransferCustomerService { kf_account } => {
                 if let Some(account) = kf_account {
                     w.begin("TransInfo");

@@ -1,0 +1,109 @@
+//! axum integration (feature `axum`): [`Message`] and [`PushInfo`] are extractors, and
+//! [`Reply`] is a response, for handlers behind the layer in
+//! [pass-through mode](crate::WechatLayer::pass_through).
+//!
+//! ```
+//! use axum::{extract::State, routing::{get, post}, Router};
+//! use wechat_push::{message::Kind, Message, PushInfo, Reply, WechatLayer};
+//!
+//! #[derive(Clone)]
+//! struct App {
+//!     greeting: &'static str,
+//! }
+//!
+//! async fn on_push(State(app): State<App>, msg: Message, _info: PushInfo) -> Reply {
+//!     match msg.kind() {
+//!         Kind::Text { content, .. } => Reply::text(format!("{}{content}", app.greeting)),
+//!         _ => Reply::Success,
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), wechat_push::ConfigError> {
+//! let wechat = WechatLayer::new("Token123abc")?.pass_through();
+//! let app: Router = Router::new()
+//!     // `layer` (not `route_layer`): the GET handshake reaches the WeChat layer too.
+//!     .route("/wechat", post(on_push).layer(wechat))
+//!     .route("/healthz", get(|| async { "ok" }))
+//!     .with_state(App { greeting: "you said: " });
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::StatusCode;
+
+use crate::endpoint::PushInfo;
+use crate::message::Message;
+use crate::reply::Reply;
+
+/// The extractor's rejection when the WeChat layer did not run in front of the handler: a
+/// 500 whose reason says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingLayer {
+    what: &'static str,
+}
+
+impl fmt::Display for MissingLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no {} in the request: put WechatLayer::pass_through() in front of this handler \
+             (and extract the Message once)",
+            self.what
+        )
+    }
+}
+
+impl std::error::Error for MissingLayer {}
+
+impl IntoResponse for MissingLayer {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// Takes the push's [`Message`] from the request (moved out, so extract it once).
+impl<S: Send + Sync> FromRequestParts<S> for Message {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .remove::<Message>()
+            .ok_or(MissingLayer { what: "Message" })
+    }
+}
+
+/// What the layer verified about the push.
+impl<S: Send + Sync> FromRequestParts<S> for PushInfo {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<PushInfo>()
+            .cloned()
+            .ok_or(MissingLayer { what: "PushInfo" })
+    }
+}
+
+/// A reply for the layer to write in the push's format (and seal, for an encrypted push). The
+/// response carries the `Reply` in its extensions; without the layer in front to render it,
+/// it is a 500 saying so.
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a wechat_push::Reply reached the client unrendered: the WeChat layer is not in \
+             front of this handler",
+        )
+            .into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}

@@ -1,0 +1,52 @@
+//! The two ways the layer meets the handler: typed (`Request<Message>` in, `Into<Reply>` out)
+//! and pass-through (the decrypted document in, an HTTP response out). One configuration and
+//! one verification path; a [`Mode`] only says how the handler's answer becomes the response.
+
+use bytes::Bytes;
+use http::Response;
+
+use super::response;
+use crate::body::ResponseBody;
+use crate::endpoint::{Endpoint, ReplyTo};
+use crate::reply::Reply;
+
+/// How a mode turns the handler's answer `R` into the response.
+pub trait Mode<R> {
+    /// The response body.
+    type Body;
+
+    /// Whether the handler's request carries the push's document (pass-through).
+    const KEEP_DOCUMENT: bool;
+
+    /// The layer's own answer (a rejection, a handshake) in this mode's body.
+    fn own(response: Response<ResponseBody>) -> Response<Self::Body>;
+
+    /// The response to the handler's answer.
+    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<Self::Body>;
+}
+
+/// The typed mode (the default): the handler takes `Request<Message>` and answers anything
+/// `Into<Reply>`, which the layer writes in the push's format and seals when the push was
+/// encrypted.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct Typed;
+
+impl<R: Into<Reply>> Mode<R> for Typed {
+    type Body = ResponseBody;
+
+    const KEEP_DOCUMENT: bool = false;
+
+    fn own(response: Response<ResponseBody>) -> Response<ResponseBody> {
+        response
+    }
+
+    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<ResponseBody> {
+        response::answer(endpoint.answer(to, &answer.into()))
+    }
+}
+
+/// The push's document (XML or JSON, decrypted), handed to a pass-through handler as its
+/// request body.
+#[derive(Clone, Debug)]
+pub(crate) struct Document(pub(crate) Bytes);
