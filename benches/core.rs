@@ -27,7 +27,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Service, ServiceExt};
-use wechat_push::crypto::{self, EncodingAesKey};
+use wechat_push::crypto::EncodingAesKey;
 use wechat_push::message::Kind;
 use wechat_push::{signature, Format, Message, Reply, ResponseBody, WechatLayer};
 
@@ -43,6 +43,38 @@ fn plaintext(format: Format) -> &'static str {
         Format::Xml => "<xml><ToUserName><![CDATA[gh_x]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName><CreateTime>1714200000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello]]></Content><MsgId>23456789012345678</MsgId></xml>",
         Format::Json => r#"{"ToUserName":"gh_x","FromUserName":"oUser","CreateTime":1714200000,"MsgType":"text","Content":"hello","MsgId":23456789012345678}"#,
     }
+}
+
+/// `Encrypt` for `msg` under [`KEY`] and [`APPID`] with a fixed prefix, so that every run times
+/// the same bytes. The crate only seals under fresh random prefixes, so this builds WeChat's
+/// layout itself (PROTOCOL.md §4: `prefix | msg_len (u32, big-endian) | msg | appid`, PKCS#7
+/// to 32 bytes, AES-256-CBC with IV = the key's first 16 bytes, standard base64) on the `aes`
+/// and `cbc` crates, as `tests/common`'s `reference_encrypt` does.
+fn encrypt_fixed(msg: &[u8]) -> String {
+    use aes::cipher::{block_padding::NoPadding, BlockEncryptMut, KeyIvInit};
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine as _;
+
+    // The key's last character carries spare bits, which a strict decoder rejects.
+    let lenient = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+    );
+    let key: [u8; 32] = lenient.decode(KEY).unwrap().try_into().unwrap();
+    let mut buf = b"0123456789abcdef".to_vec();
+    buf.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+    buf.extend_from_slice(msg);
+    buf.extend_from_slice(APPID.as_bytes());
+    let pad = 32 - buf.len() % 32;
+    buf.resize(buf.len() + pad, pad as u8);
+    let len = buf.len();
+    let cipher = cbc::Encryptor::<aes::Aes256>::new(&key.into(), key[..16].into())
+        .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+        .unwrap();
+    STANDARD.encode(cipher)
 }
 
 /// A signed push: its query and body.
@@ -65,13 +97,7 @@ impl Push {
     /// The same push in safe mode: encrypted into an envelope, with `msg_signature`, shaped
     /// like the load harness's W2/W3 requests.
     fn safe(format: Format) -> Push {
-        let key = EncodingAesKey::new(KEY).unwrap();
-        let encrypt = crypto::encrypt_with_prefix(
-            &key,
-            *b"0123456789abcdef",
-            plaintext(format).as_bytes(),
-            APPID,
-        );
+        let encrypt = encrypt_fixed(plaintext(format).as_bytes());
         let body = match format {
             Format::Xml => format!("<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
             Format::Json => format!(r#"{{"ToUserName":"gh_x","Encrypt":"{encrypt}"}}"#),

@@ -157,8 +157,9 @@ fn message_encodes(msg: Result<Message, codec::DecodeError>) {
 /// * 2: an AES-CBC plaintext buffer (zero-filled to whole blocks), encrypted under the key
 ///   without padding and base64-encoded, so the padding, length and AppID checks see
 ///   arbitrary bytes;
-/// * 3: a 16-byte prefix and a message, sealed properly: it must open to the same message
-///   exactly when it is UTF-8.
+/// * 3: a 16-byte prefix and a message, sealed properly twice: by [`reference_encrypt`] under
+///   that prefix, and by the crate's `encrypt` under a fresh one. Each must open to the same
+///   message (the first with that prefix) exactly when it is UTF-8.
 pub fn decrypt(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -169,31 +170,42 @@ pub fn decrypt(data: &[u8]) {
         (KEY_B, APPID_B)
     };
     let key = EncodingAesKey::new(encoded).expect("a valid key");
+    let raw = aes_key(encoded);
     match mode & 3 {
         0 => {
             if let Ok(s) = std::str::from_utf8(rest) {
-                opened_is_consistent(&key, s, appid);
+                opened_is_consistent(&key, &raw, s, appid);
             }
         }
-        1 => opened_is_consistent(&key, &STANDARD.encode(rest), appid),
+        1 => opened_is_consistent(&key, &raw, &STANDARD.encode(rest), appid),
         2 => {
             let encrypt = raw_encrypt(encoded, rest);
-            opened_is_consistent(&key, &encrypt, appid);
+            opened_is_consistent(&key, &raw, &encrypt, appid);
         }
         _ => {
             let mut prefix = [0u8; 16];
             let n = rest.len().min(16);
             prefix[..n].copy_from_slice(&rest[..n]);
             let msg = &rest[n..];
-            let sealed = crypto::encrypt_with_prefix(&key, prefix, msg, appid);
+            let sealed = reference_encrypt(&raw, prefix, msg, appid);
             let opened = crypto::decrypt(&key, &sealed, appid);
+            let fresh = crypto::encrypt(&key, msg, appid).expect("the OS random source works");
+            let reopened = crypto::decrypt(&key, &fresh, appid);
             match std::str::from_utf8(msg) {
                 Ok(text) => {
                     let opened = opened.expect("a sealed UTF-8 message opens");
                     assert_eq!(opened.as_str(), text);
                     assert_eq!(opened.prefix(), &prefix);
+                    let reopened = reopened.expect("a UTF-8 message the crate sealed opens");
+                    assert_eq!(reopened.as_str(), text);
                 }
-                Err(_) => assert!(opened.is_err(), "non-UTF-8 message opened"),
+                Err(_) => {
+                    assert!(opened.is_err(), "non-UTF-8 message opened");
+                    assert!(
+                        reopened.is_err(),
+                        "non-UTF-8 message the crate sealed opened"
+                    );
+                }
             }
         }
     }
@@ -212,6 +224,26 @@ pub fn raw_encrypt(key: &str, plain: &[u8]) -> String {
     STANDARD.encode(&buf[..sealed])
 }
 
+/// `Encrypt` for `msg` under the raw key with a chosen prefix: WeChat's layout (PROTOCOL.md §4,
+/// `prefix | msg_len (u32, big-endian) | msg | appid`, PKCS#7 to 32 bytes) under AES-256-CBC
+/// (IV = the key's first 16 bytes), standard base64. Built here on the `aes` and `cbc` crates,
+/// as the main crate's `tests/common` does (the crate itself seals only under fresh random
+/// prefixes), so the crate's decryption is checked against an independent sealer.
+pub fn reference_encrypt(key: &[u8; 32], prefix: [u8; 16], msg: &[u8], appid: &str) -> String {
+    let len = u32::try_from(msg.len()).expect("fuzz inputs are far shorter than 4 GiB");
+    let mut buf = prefix.to_vec();
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(msg);
+    buf.extend_from_slice(appid.as_bytes());
+    let pad = 32 - buf.len() % 32;
+    buf.resize(buf.len() + pad, pad as u8);
+    let total = buf.len();
+    let cipher = cbc::Encryptor::<aes::Aes256>::new(key.into(), key[..16].into())
+        .encrypt_padded_mut::<NoPadding>(&mut buf, total)
+        .expect("whole blocks");
+    STANDARD.encode(cipher)
+}
+
 /// The 32 AES key bytes of a 43-character `EncodingAESKey` (spare bits allowed).
 pub fn aes_key(encoded: &str) -> [u8; 32] {
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
@@ -224,13 +256,14 @@ pub fn aes_key(encoded: &str) -> [u8; 32] {
     bytes.try_into().expect("32 bytes")
 }
 
-/// Whatever opens, re-seals under its own prefix to something that opens to the same text.
-fn opened_is_consistent(key: &EncodingAesKey, encrypt: &str, appid: &str) {
+/// Whatever opens, re-seals under its own prefix (by [`reference_encrypt`], under `raw`, the
+/// bytes of `key`) to something that opens to the same text.
+fn opened_is_consistent(key: &EncodingAesKey, raw: &[u8; 32], encrypt: &str, appid: &str) {
     let Ok(opened) = crypto::decrypt(key, encrypt, appid) else {
         return;
     };
     let prefix: [u8; 16] = opened.prefix().try_into().expect("a 16-byte prefix");
-    let sealed = crypto::encrypt_with_prefix(key, prefix, opened.as_bytes(), appid);
+    let sealed = reference_encrypt(raw, prefix, opened.as_bytes(), appid);
     let again = crypto::decrypt(key, &sealed, appid).expect("re-sealed opens");
     assert_eq!(again.as_str(), opened.as_str());
 }
@@ -410,7 +443,6 @@ pub fn build(data: &[u8]) -> Option<Built> {
     };
     let mut query = String::from_utf8_lossy(query).into_owned();
     let mut body = body.to_vec();
-    let key = EncodingAesKey::new(KEY).expect("a valid key");
 
     let mut sealed = None;
     let mut encrypt = None;
@@ -420,7 +452,7 @@ pub fn build(data: &[u8]) -> Option<Built> {
         } else {
             Format::Xml
         };
-        let e = crypto::encrypt_with_prefix(&key, *b"0123456789abcdef", &body, APPID);
+        let e = reference_encrypt(&aes_key(KEY), *b"0123456789abcdef", &body, APPID);
         let envelope = match format {
             Format::Xml => format!(
                 "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName>\

@@ -180,3 +180,34 @@ pub async fn send(
     let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
     (parts.status, parts.headers, body)
 }
+
+/// WeChat's safe-mode plaintext for `msg` (PROTOCOL.md §4.2), padded (§4.1):
+/// `prefix (16) | msg_len (u32, big-endian) | msg | appid`, then PKCS#7 to a multiple of 32
+/// bytes (a whole block of 32 × `0x20` when already aligned).
+pub fn reference_plaintext(prefix: [u8; 16], msg: &[u8], appid: &str) -> Vec<u8> {
+    let mut plain = prefix.to_vec();
+    plain.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+    plain.extend_from_slice(msg);
+    plain.extend_from_slice(appid.as_bytes());
+    let pad = 32 - plain.len() % 32;
+    plain.resize(plain.len() + pad, pad as u8);
+    plain
+}
+
+/// `Encrypt` for `msg` under the raw 32-byte AES key: [`reference_plaintext`], AES-256-CBC
+/// without padding (IV = the key's first 16 bytes), standard base64 (PROTOCOL.md §4.1).
+///
+/// Built here with the `aes`, `cbc` and `base64` crates, not with the crate's own sealing:
+/// tests that need a known cipher text for a known prefix compare the crate against this
+/// independent implementation, which `tests/vectors.rs` checks against the vectors.
+pub fn reference_encrypt(key: &[u8; 32], prefix: [u8; 16], msg: &[u8], appid: &str) -> String {
+    use aes::cipher::{block_padding::NoPadding, BlockEncryptMut, KeyIvInit};
+    use base64::Engine as _;
+
+    let mut buf = reference_plaintext(prefix, msg, appid);
+    let len = buf.len();
+    let cipher = cbc::Encryptor::<aes::Aes256>::new(key.into(), key[..16].into())
+        .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(cipher)
+}

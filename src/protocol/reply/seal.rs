@@ -108,7 +108,8 @@ impl<'a> Sealer<'a> {
 
 /// Writes the encrypted-reply envelope around an `Encrypt` value, signing it with `token`.
 ///
-/// With [`crypto::encrypt_with_prefix`] this reproduces the test vectors byte for byte.
+/// The output depends only on the arguments: given the `Encrypt` values of the test
+/// vectors' replies, it reproduces their response bodies byte for byte.
 pub fn envelope(
     format: Format,
     token: &str,
