@@ -9,21 +9,21 @@ use http_body::Body;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::protocol::hex;
+
 use super::error::{ApiError, BadResponseKind, BoxError, Error};
 use super::message::Media;
 use super::transport::RequestBody;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub(crate) fn percent_encode(s: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            let [hi, lo] = hex::upper_digits(b);
+            out.extend(['%', char::from(hi), char::from(lo)]);
         }
     }
     out
@@ -47,10 +47,8 @@ pub(crate) fn random_hex(n: usize) -> String {
             *b = seed.to_le_bytes()[i % 16] ^ (i as u8);
         }
     }
-    let mut out = String::with_capacity(n * 2);
-    for b in buf {
-        out.push_str(&format!("{b:02x}"));
-    }
+    let mut out = String::new();
+    hex::push_str(&mut out, &buf);
     out
 }
 

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub(crate) mod hex;
 pub mod message;
 pub(crate) mod push;
 pub mod query;
