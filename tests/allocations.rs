@@ -33,7 +33,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tower::{service_fn, Service, ServiceExt};
-use wechat_push::{crypto, signature, Message, Reply, ResponseBody};
+use wechat_push::body::Body;
+use wechat_push::{crypto, signature, Message, Reply};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -61,9 +62,9 @@ fn poll_once<F: Future>(future: F) -> F::Output {
 }
 
 /// Sends `req` through a clone of `svc`: the allocations counted, and the response.
-fn count<S>(svc: &S, req: Request<Full<Bytes>>) -> (u64, Response<ResponseBody>)
+fn count<S>(svc: &S, req: Request<Full<Bytes>>) -> (u64, Response<Body>)
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResponseBody>, Error = Infallible> + Clone,
+    S: Service<Request<Full<Bytes>>, Response = Response<Body>, Error = Infallible> + Clone,
 {
     let svc = svc.clone();
     let before = dhat::HeapStats::get().total_blocks;
@@ -73,7 +74,7 @@ where
 }
 
 /// The response's status, `Content-Type` and body text.
-fn read(response: Response<ResponseBody>) -> (StatusCode, String, String) {
+fn read(response: Response<Body>) -> (StatusCode, String, String) {
     let (parts, body) = response.into_parts();
     let content_type = parts.headers[http::header::CONTENT_TYPE]
         .to_str()

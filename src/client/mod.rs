@@ -21,7 +21,7 @@
 //!   still the one that failed, a token is fetched once (never with `force_refresh`), and the
 //!   call retried once.
 //!
-//! The transport is any tower [`Service`](tower::Service) taking `http::Request<`[`RequestBody`]`>`, so
+//! The transport is any tower [`Service`](tower::Service) taking `http::Request<`[`Body`](crate::body::Body)`>`, so
 //! tower layers (timeout, retry, concurrency limit, tracing) can go around it; the default
 //! is [`HttpsTransport`] (hyper-util and rustls).
 //!
@@ -72,7 +72,7 @@ pub use message::{
     TypingCommand, UploadedMedia,
 };
 pub use token::{AccessToken, BoxFuture, Clock, MemoryTokenStore, SystemClock, TokenStore};
-pub use transport::{HttpsFuture, HttpsTransport, RequestBody};
+pub use transport::{HttpsFuture, HttpsTransport};
 
 /// The default base URL of the WeChat API.
 pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";

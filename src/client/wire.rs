@@ -5,15 +5,15 @@ use std::pin::Pin;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{header, Method, StatusCode};
-use http_body::Body;
+use http_body::Body as HttpBody;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::body::Body;
 use crate::protocol::hex;
 
 use super::error::{ApiError, BadResponseKind, BoxError, Error};
 use super::message::Media;
-use super::transport::RequestBody;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub(crate) fn percent_encode(s: &str) -> String {
@@ -55,7 +55,7 @@ pub(crate) fn random_hex(n: usize) -> String {
 /// Reads at most `limit` bytes of `body`.
 pub(crate) async fn read_body<B>(body: B, limit: usize, status: StatusCode) -> Result<Bytes, Error>
 where
-    B: Body,
+    B: HttpBody,
     B::Error: Into<BoxError>,
 {
     let too_large = || Error::BadResponse {
@@ -186,13 +186,13 @@ pub(super) fn build_request(
     uri: &str,
     content_type: Option<&str>,
     body: Bytes,
-) -> Result<http::Request<RequestBody>, Error> {
+) -> Result<http::Request<Body>, Error> {
     let mut builder = http::Request::builder().method(method).uri(uri);
     if let Some(content_type) = content_type {
         builder = builder.header(header::CONTENT_TYPE, content_type);
     }
     builder
-        .body(RequestBody::new(body))
+        .body(Body::new(body))
         .map_err(|_| Error::InvalidInput("request URI or header"))
 }
 

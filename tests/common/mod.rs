@@ -136,7 +136,7 @@ pub async fn serve_hyper<S>(svc: S) -> SocketAddr
 where
     S: tower::Service<
             Request<hyper::body::Incoming>,
-            Response = http::Response<wechat_push::ResponseBody>,
+            Response = http::Response<wechat_push::body::Body>,
             Error = Infallible,
         > + Clone
         + Send
