@@ -13,15 +13,15 @@ use serde_json::{Map, Value};
 use tower::Service;
 
 use crate::body::Body;
+use crate::store::BoxError;
 
 use super::message::{SendBody, TypingBody};
 use super::wire::{
     self, as_i64, build_request, json_bytes, parse_answer, percent_encode, read_body,
 };
 use super::{
-    flight, AccessToken, BadResponseKind, BoxError, BuildError, ClientBuilder, Clock,
-    CustomMessage, Error, HttpsTransport, Media, MediaType, TokenEndpoint, TokenStore,
-    TypingCommand, UploadedMedia,
+    flight, AccessToken, BadResponseKind, BuildError, ClientBuilder, Clock, CustomMessage, Error,
+    HttpsTransport, Media, MediaType, TokenEndpoint, TokenStore, TypingCommand, UploadedMedia,
 };
 
 /// The customer-service API client. Cheap to clone: clones share the token and the

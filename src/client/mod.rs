@@ -64,14 +64,12 @@ mod wire;
 
 pub use builder::ClientBuilder;
 pub use client::Client;
-pub use error::{
-    ApiError, ApiErrorKind, BadResponseKind, BoxError, BuildError, Error, SharedError, StoreError,
-};
+pub use error::{ApiError, ApiErrorKind, BadResponseKind, BuildError, Error, SharedError};
 pub use message::{
     mini_program_link, CustomMessage, Image, Link, Media, MediaType, MiniProgramPage, Text,
     TypingCommand, UploadedMedia,
 };
-pub use token::{AccessToken, BoxFuture, Clock, MemoryTokenStore, SystemClock, TokenStore};
+pub use token::{AccessToken, Clock, MemoryTokenStore, SystemClock, TokenStore};
 pub use transport::{HttpsFuture, HttpsTransport};
 
 /// The default base URL of the WeChat API.

@@ -11,9 +11,10 @@ use serde_json::Value;
 use tower::Service;
 
 use crate::body::Body;
+use crate::store::BoxError;
 
 use super::wire::{as_i64, build_request, json_bytes, percent_encode};
-use super::{AccessToken, BadResponseKind, BoxError, Client, Error, TokenEndpoint};
+use super::{AccessToken, BadResponseKind, Client, Error, TokenEndpoint};
 
 impl<S, B> Client<S>
 where

@@ -13,8 +13,9 @@ use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
 use crate::body::Body;
+use crate::store::BoxError;
 
-use super::error::{BoxError, BuildError};
+use super::error::BuildError;
 
 /// The default transport: hyper-util's pooled HTTP/1 client with rustls (ring provider,
 /// bundled Mozilla roots, no OpenSSL), and a timeout on each request (30 s by default).

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::body::Body;
 use crate::protocol::hex;
+use crate::store::BoxError;
 
-use super::error::{ApiError, BadResponseKind, BoxError, Error};
+use super::error::{ApiError, BadResponseKind, Error};
 use super::message::Media;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
