@@ -23,8 +23,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{service_fn, ServiceExt};
+use wechat_push::body::Body;
 use wechat_push::message::Kind;
-use wechat_push::{EncodingAesKey, Message, Reply, ResponseBody, WechatLayer};
+use wechat_push::{EncodingAesKey, Message, Reply, WechatLayer};
 
 /// The handler: echo text, acknowledge everything else.
 async fn handle(req: Request<Message>) -> Result<Reply, Infallible> {
@@ -80,7 +81,7 @@ async fn main() -> ExitCode {
             if req.uri().path() == "/wechat" {
                 wechat.oneshot(req).await
             } else {
-                let mut not_found = Response::new(ResponseBody::from("not found"));
+                let mut not_found = Response::new(Body::from("not found"));
                 *not_found.status_mut() = StatusCode::NOT_FOUND;
                 Ok(not_found)
             }

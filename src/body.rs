@@ -1,45 +1,39 @@
-//! The response body every answer of the layer uses.
+//! The one HTTP body type of the crate: what the layer answers with, and what the client sends.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use http_body_util::Full;
-use pin_project_lite::pin_project;
 
-pin_project! {
-    /// A fully buffered response body: an echostr, a rejection reason, or a reply document.
-    ///
-    /// Its exact size is known, so hyper sends `Content-Length`.
-    #[derive(Debug)]
-    pub struct ResponseBody {
-        #[pin]
-        inner: Full<Bytes>,
-    }
-}
+/// A fully buffered body: all of its bytes, sent in one frame.
+///
+/// The layer answers every request with one (an echostr, a rejection reason or a reply
+/// document: `http::Response<Body>`), and the customer-service client sends every request
+/// with one (a JSON or multipart body: a custom transport takes `http::Request<Body>`).
+///
+/// Its exact size is known, so hyper sends `Content-Length`.
+#[derive(Debug, Clone, Default)]
+pub struct Body(Full<Bytes>);
 
-impl ResponseBody {
+/// The former name of [`Body`], kept while code outside this module still spells it so.
+#[doc(hidden)]
+pub use self::Body as ResponseBody;
+
+impl Body {
     pub(crate) fn new(bytes: Bytes) -> Self {
-        Self {
-            inner: Full::new(bytes),
-        }
+        Body(Full::new(bytes))
     }
 
     /// An empty body.
     pub fn empty() -> Self {
-        Self::new(Bytes::new())
+        Self::default()
     }
 }
 
-impl Default for ResponseBody {
-    fn default() -> Self {
-        Self::empty()
-    }
-}
-
-impl Body for ResponseBody {
+impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -47,26 +41,48 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.project().inner.poll_frame(cx)
+        Pin::new(&mut self.get_mut().0).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.0.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.0.size_hint()
     }
 }
 
-impl From<Bytes> for ResponseBody {
+impl From<Bytes> for Body {
     fn from(bytes: Bytes) -> Self {
         Self::new(bytes)
     }
 }
 
-impl From<&'static str> for ResponseBody {
+impl From<&'static str> for Body {
     fn from(text: &'static str) -> Self {
         Self::new(Bytes::from_static(text.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+
+    #[test]
+    fn one_frame_of_known_size() {
+        let mut body = Body::from("success");
+        assert_eq!(body.size_hint().exact(), Some(7));
+        assert!(!body.is_end_stream());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let frame = match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(frame.into_data().ok(), Some(Bytes::from_static(b"success")));
+        assert!(body.is_end_stream());
+        assert_eq!(Body::empty().size_hint().exact(), Some(0));
+        assert!(Body::empty().is_end_stream());
     }
 }

@@ -8,7 +8,7 @@ mod middleware;
 // What runs around the handler: dedupe, the ack deadline, the replay guard.
 mod retry;
 // Shared by the middleware and the client.
-mod body;
+pub mod body;
 pub mod store;
 
 #[cfg(feature = "client")]
@@ -26,6 +26,8 @@ pub use retry::{deadline, dedupe};
 
 use protocol::{endpoint, random, rejection};
 
+// The former name of `body::Body`, until the middleware and the benches spell the new one.
+#[doc(hidden)]
 pub use body::ResponseBody;
 pub use codec::Format;
 pub use crypto::{EncodingAesKey, KeyRing};

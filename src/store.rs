@@ -1,9 +1,10 @@
-//! What the stores behind the layer's options have in common: boxed futures, one error type,
-//! and the bounded, expiring map the in-memory stores are built on.
+//! What the stores behind the layer's options and the client's token store have in common:
+//! boxed futures, one error type, and the bounded, expiring map the in-memory stores are built
+//! on.
 //!
 //! The stores are traits so that several server instances can share state (a Redis store, for
 //! example). Their methods return boxed `Send` futures, which keeps them object-safe:
-//! the layer holds them as `Arc<dyn …>`.
+//! the layer and the client hold them as `Arc<dyn …>`.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -31,9 +31,9 @@ use bytes::Bytes;
 use common::{echo, request, s, Case};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use serde_json::Value;
 use tower::{service_fn, Service, ServiceExt};
-use wechat_push::{crypto, signature, Message, Reply, ResponseBody};
+use wechat_push::body::Body;
+use wechat_push::{Message, Reply};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -61,9 +61,9 @@ fn poll_once<F: Future>(future: F) -> F::Output {
 }
 
 /// Sends `req` through a clone of `svc`: the allocations counted, and the response.
-fn count<S>(svc: &S, req: Request<Full<Bytes>>) -> (u64, Response<ResponseBody>)
+fn count<S>(svc: &S, req: Request<Full<Bytes>>) -> (u64, Response<Body>)
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResponseBody>, Error = Infallible> + Clone,
+    S: Service<Request<Full<Bytes>>, Response = Response<Body>, Error = Infallible> + Clone,
 {
     let svc = svc.clone();
     let before = dhat::HeapStats::get().total_blocks;
@@ -73,7 +73,7 @@ where
 }
 
 /// The response's status, `Content-Type` and body text.
-fn read(response: Response<ResponseBody>) -> (StatusCode, String, String) {
+fn read(response: Response<Body>) -> (StatusCode, String, String) {
     let (parts, body) = response.into_parts();
     let content_type = parts.headers[http::header::CONTENT_TYPE]
         .to_str()
@@ -85,45 +85,6 @@ fn read(response: Response<ResponseBody>) -> (StatusCode, String, String) {
         content_type,
         String::from_utf8(body.to_vec()).unwrap(),
     )
-}
-
-/// Checks the `MsgSignature` of a sealed reply and opens it: the clear reply document.
-fn open_sealed(case: &Case, format: &str, body: &str) -> String {
-    let (encrypt, sig, ts, nonce) = if format == "json" {
-        let v: Value = serde_json::from_str(body).unwrap();
-        (
-            v["Encrypt"].as_str().unwrap().to_owned(),
-            v["MsgSignature"].as_str().unwrap().to_owned(),
-            v["TimeStamp"].as_u64().unwrap().to_string(),
-            v["Nonce"].as_str().unwrap().to_owned(),
-        )
-    } else {
-        let get = |tag: &str| {
-            let inner = body
-                .split(&format!("<{tag}>"))
-                .nth(1)
-                .unwrap()
-                .split(&format!("</{tag}>"))
-                .next()
-                .unwrap();
-            let inner = inner.strip_prefix("<![CDATA[").unwrap_or(inner);
-            inner.strip_suffix("]]>").unwrap_or(inner).to_owned()
-        };
-        (
-            get("Encrypt"),
-            get("MsgSignature"),
-            get("TimeStamp"),
-            get("Nonce"),
-        )
-    };
-    assert!(
-        signature::verify_message(&sig, case.token(), &ts, &nonce, &encrypt),
-        "{body}"
-    );
-    crypto::decrypt(&case.key(), &encrypt, case.appid())
-        .unwrap()
-        .as_str()
-        .to_owned()
 }
 
 #[test]
@@ -183,7 +144,7 @@ fn one_request_through_the_layer_allocates_no_more_than_today() {
         let (status, content_type, body) = read(response);
         assert_eq!(status, StatusCode::OK);
         assert_eq!(content_type, format!("application/{format}"));
-        assert_eq!(open_sealed(&case, format, &body), reply(format));
+        assert_eq!(case.open_sealed_reply(format, &body), reply(format));
         counted.push((format!("safe-mode {format} push, sealed text reply"), n));
 
         for (name, n) in counted {

@@ -42,9 +42,9 @@ fn the_protocol_core_is_sans_io() {
     let found = violations(
         "protocol",
         &[
-            "tower",
-            "tokio",
-            "hyper",
+            "tower::",
+            "tokio::",
+            "hyper::",
             "crate::middleware",
             "crate::retry",
             "crate::client",

@@ -9,10 +9,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::json;
 use wechat_push::client::{
-    AccessToken, ApiErrorKind, BadResponseKind, BoxFuture, Client, Clock, CustomMessage, Error,
-    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, SharedError, StoreError,
+    AccessToken, ApiErrorKind, BadResponseKind, Client, Clock, CustomMessage, Error,
+    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, SharedError,
     TokenEndpoint, TokenStore, TypingCommand,
 };
+use wechat_push::store::{BoxFuture, StoreError};
 
 // ---------------------------------------------------------------------------------------
 // The mock (tests/common/mock_api.rs)

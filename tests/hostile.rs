@@ -24,7 +24,7 @@ use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::service_fn;
-use wechat_push::{crypto, signature, Message, DEFAULT_BODY_LIMIT};
+use wechat_push::{signature, Message, DEFAULT_BODY_LIMIT};
 
 const TO: &str = "gh_97417a04a28d";
 const FROM: &str = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY";
@@ -2233,46 +2233,12 @@ fn check_reason(fx: &Fx, reason: &Reason, body: &[u8]) -> Result<(), String> {
         Reason::Contains(want) if text.contains(want.as_str()) => Ok(()),
         Reason::Is(want) if text == *want => Ok(()),
         Reason::Sealed(want) => {
-            let field = |name: &str| {
-                text.split(&format!("<{name}>"))
-                    .nth(1)
-                    .and_then(|r| r.split(&format!("</{name}>")).next())
-                    .map(|v| {
-                        v.trim_start_matches("<![CDATA[")
-                            .trim_end_matches("]]>")
-                            .to_owned()
-                    })
-                    .ok_or_else(|| format!("no {name} in {text}"))
-            };
-            let (encrypt, sig, ts, nonce) = if text.starts_with('{') {
-                let v: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
-                (
-                    v["Encrypt"].as_str().unwrap_or_default().to_owned(),
-                    v["MsgSignature"].as_str().unwrap_or_default().to_owned(),
-                    v["TimeStamp"].to_string(),
-                    v["Nonce"].as_str().unwrap_or_default().to_owned(),
-                )
-            } else {
-                (
-                    field("Encrypt")?,
-                    field("MsgSignature")?,
-                    field("TimeStamp")?,
-                    field("Nonce")?,
-                )
-            };
-            if !signature::verify_message(&sig, fx.token(), &ts, &nonce, &encrypt) {
-                return Err(format!("sealed reply with a bad MsgSignature: {text}"));
-            }
-            let opened = crypto::decrypt(&fx.case.key(), &encrypt, fx.case.appid())
-                .map_err(|e| format!("sealed reply does not open: {e}"))?;
-            if opened.as_str().contains(want.as_str()) {
+            let format = if text.starts_with('{') { "json" } else { "xml" };
+            let opened = fx.case.try_open_sealed_reply(format, &text)?;
+            if opened.contains(want.as_str()) {
                 Ok(())
             } else {
-                Err(format!(
-                    "sealed reply opens to {:?}, wanted {want:?}",
-                    opened.as_str()
-                ))
+                Err(format!("sealed reply opens to {opened:?}, wanted {want:?}"))
             }
         }
         Reason::Contains(want) | Reason::Is(want) => {

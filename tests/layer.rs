@@ -608,16 +608,9 @@ async fn replies_are_encoded_in_the_push_format_and_sealed_when_encrypted() {
             .await
             .unwrap();
         let body = body_string(res.into_body()).await;
-        let (encrypt, msg_sig, ts, nonce) = envelope_fields(format, &body);
-        assert_eq!(ts, case.timestamp().to_string());
-        assert!(signature::verify_message(
-            &msg_sig,
-            case.token(),
-            &ts,
-            &nonce,
-            &encrypt
-        ));
-        let opened = crypto::decrypt(&case.key(), &encrypt, case.appid()).unwrap();
+        let sealed = sealed_envelope(format, &body).unwrap();
+        assert_eq!(sealed.timestamp, case.timestamp().to_string());
+        let opened = case.open_sealed_reply(format, &body);
         let reply = if format == "xml" {
             Message::from_xml(opened.as_bytes())
         } else {
@@ -626,40 +619,6 @@ async fn replies_are_encoded_in_the_push_format_and_sealed_when_encrypted() {
         .unwrap();
         assert!(matches!(reply.kind(), Kind::Text { content, .. } if content == "hello"));
         assert_eq!(reply.to_user(), "o9AgO5Kd5ggOC-bXrbNODIiE3bGY");
-    }
-}
-
-/// Reads `Encrypt`, `MsgSignature`, `TimeStamp`, `Nonce` out of a sealed reply.
-pub fn envelope_fields(format: &str, body: &str) -> (String, String, String, String) {
-    if format == "json" {
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert!(v["TimeStamp"].is_u64() && v["Nonce"].is_string(), "{body}");
-        (
-            v["Encrypt"].as_str().unwrap().to_owned(),
-            v["MsgSignature"].as_str().unwrap().to_owned(),
-            v["TimeStamp"].to_string(),
-            v["Nonce"].as_str().unwrap().to_owned(),
-        )
-    } else {
-        let get = |tag: &str| {
-            let inner = body
-                .split(&format!("<{tag}>"))
-                .nth(1)
-                .unwrap()
-                .split(&format!("</{tag}>"))
-                .next()
-                .unwrap();
-            inner
-                .trim_start_matches("<![CDATA[")
-                .trim_end_matches("]]>")
-                .to_owned()
-        };
-        (
-            get("Encrypt"),
-            get("MsgSignature"),
-            get("TimeStamp"),
-            get("Nonce"),
-        )
     }
 }
 

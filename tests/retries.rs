@@ -46,40 +46,6 @@ fn counting(
     })
 }
 
-/// Opens a sealed XML reply: the decrypted document.
-fn open_reply(case: &Case, body: &str) -> String {
-    let get = |tag: &str| {
-        let inner = body
-            .split(&format!("<{tag}>"))
-            .nth(1)
-            .unwrap()
-            .split(&format!("</{tag}>"))
-            .next()
-            .unwrap();
-        inner
-            .trim_start_matches("<![CDATA[")
-            .trim_end_matches("]]>")
-            .to_owned()
-    };
-    let (encrypt, sig, ts, nonce) = (
-        get("Encrypt"),
-        get("MsgSignature"),
-        get("TimeStamp"),
-        get("Nonce"),
-    );
-    assert!(signature::verify_message(
-        &sig,
-        case.token(),
-        &ts,
-        &nonce,
-        &encrypt
-    ));
-    crypto::decrypt(&case.key(), &encrypt, case.appid())
-        .unwrap()
-        .as_str()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_push_delivered_three_times_is_handled_once() {
     let case = Case::new(0);
@@ -117,7 +83,7 @@ async fn a_push_delivered_three_times_is_handled_once() {
     for _ in 0..3 {
         let (status, body) = post(addr, s(x2, "query"), s(x2, "request_body_safe")).await;
         assert_eq!(status, StatusCode::OK);
-        docs.push(open_reply(&case2, &body));
+        docs.push(case2.open_sealed_reply("xml", &body));
         bodies.push(body);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -622,7 +588,7 @@ async fn pushes_without_an_id_are_told_apart_by_their_document() {
                         let (status, body) = post(addr, &query, &body).await;
                         assert_eq!(status, StatusCode::OK, "{format} safe={safe} {event}");
                         theirs.push(if safe {
-                            open_any(&case, format, &body)
+                            case.open_sealed_reply(format, &body)
                         } else {
                             body
                         });
@@ -645,19 +611,6 @@ async fn pushes_without_an_id_are_told_apart_by_their_document() {
             }
         }
     }
-}
-
-/// Opens a sealed reply in either format: the decrypted document.
-fn open_any(case: &Case, format: &str, body: &str) -> String {
-    if format == "xml" {
-        return open_reply(case, body);
-    }
-    let v: serde_json::Value = serde_json::from_str(body).unwrap();
-    let encrypt = v["Encrypt"].as_str().unwrap();
-    crypto::decrypt(&case.key(), encrypt, case.appid())
-        .unwrap()
-        .as_str()
-        .to_owned()
 }
 
 #[tokio::test]

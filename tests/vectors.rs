@@ -10,21 +10,11 @@
 
 mod common;
 
+use common::{s, sealed_envelope, vectors, xml_field};
 use serde_json::Value;
 use wechat_push::crypto::{self, DecryptError, EncodingAesKey};
 use wechat_push::query::{CallbackQuery, EncryptType};
 use wechat_push::{reply, signature, Format};
-
-fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
 
 fn prefix(v: &Value) -> [u8; 16] {
     hex::decode(s(v, "random_hex")).unwrap().try_into().unwrap()
@@ -225,39 +215,13 @@ fn reply_cases_are_byte_identical() {
         )
         .unwrap();
         let text = String::from_utf8(sealed).unwrap();
-        let fresh = match format {
-            Format::Json => serde_json::from_str::<Value>(&text).unwrap()["Encrypt"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            Format::Xml => text
-                .split("<![CDATA[")
-                .nth(1)
-                .unwrap()
-                .split("]]>")
-                .next()
-                .unwrap()
-                .to_owned(),
-        };
+        let envelope = sealed_envelope(s(case, "data_format"), &text).unwrap();
+        let (fresh, fresh_nonce) = (envelope.encrypt, envelope.nonce);
         assert_ne!(fresh, encrypt, "fresh random prefix");
         assert_eq!(
             crypto::decrypt(&key, &fresh, appid).unwrap().as_str(),
             s(case, "plaintext")
         );
-        let fresh_nonce = match format {
-            Format::Json => serde_json::from_str::<Value>(&text).unwrap()["Nonce"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            Format::Xml => text
-                .split("<Nonce><![CDATA[")
-                .nth(1)
-                .unwrap()
-                .split("]]>")
-                .next()
-                .unwrap()
-                .to_owned(),
-        };
         assert!(
             !fresh_nonce.is_empty()
                 && fresh_nonce.len() <= 10
@@ -347,13 +311,7 @@ fn negative_cases() {
             }
             "msg_signature_mismatch" | "encrypt_modified" => {
                 let body = s(case, "request_body_safe");
-                let encrypt = body
-                    .split("<Encrypt><![CDATA[")
-                    .nth(1)
-                    .unwrap()
-                    .split("]]>")
-                    .next()
-                    .unwrap();
+                let encrypt = xml_field(body, "Encrypt").unwrap();
                 assert!(!signature::verify_message(
                     s(case, "msg_signature"),
                     token,

@@ -113,7 +113,7 @@ impl ClientBuilder {
     }
 
     /// Builds the client with a custom transport: any tower service taking
-    /// `http::Request<RequestBody>` and answering `http::Response<B>` (see [`Client`]'s
+    /// `http::Request<`[`Body`](crate::body::Body)`>` and answering `http::Response<B>` (see [`Client`]'s
     /// methods for the bounds).
     pub fn build_with_transport<S>(self, transport: S) -> Result<Client<S>, BuildError> {
         let base = validate_base(&self.base_url)?;

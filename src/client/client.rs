@@ -7,19 +7,21 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use http_body::Body;
+use http_body::Body as HttpBody;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tower::Service;
+
+use crate::body::Body;
+use crate::store::BoxError;
 
 use super::message::{SendBody, TypingBody};
 use super::wire::{
     self, as_i64, build_request, json_bytes, parse_answer, percent_encode, read_body,
 };
 use super::{
-    flight, AccessToken, BadResponseKind, BoxError, BuildError, ClientBuilder, Clock,
-    CustomMessage, Error, HttpsTransport, Media, MediaType, RequestBody, TokenEndpoint, TokenStore,
-    TypingCommand, UploadedMedia,
+    flight, AccessToken, BadResponseKind, BuildError, ClientBuilder, Clock, CustomMessage, Error,
+    HttpsTransport, Media, MediaType, TokenEndpoint, TokenStore, TypingCommand, UploadedMedia,
 };
 
 /// The customer-service API client. Cheap to clone: clones share the token and the
@@ -100,9 +102,9 @@ impl<S> Client<S> {
 
 impl<S, B> Client<S>
 where
-    S: Service<http::Request<RequestBody>, Response = http::Response<B>> + Clone,
+    S: Service<http::Request<Body>, Response = http::Response<B>> + Clone,
     S::Error: Into<BoxError>,
-    B: Body,
+    B: HttpBody,
     B::Error: Into<BoxError>,
 {
     /// Sends a customer-service message to the user `touser` (an openid).
@@ -223,7 +225,7 @@ where
 
     pub(super) async fn execute(
         &self,
-        request: http::Request<RequestBody>,
+        request: http::Request<Body>,
     ) -> Result<(http::StatusCode, Map<String, Value>), Error> {
         let mut transport = self.transport.clone();
         poll_fn(|cx| transport.poll_ready(cx))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-pub use crate::store::BoxError;
+use crate::store::{BoxError, StoreError};
 
 /// Everything that can go wrong with a call through [`Client`](super::Client).
 #[derive(Debug)]
@@ -298,8 +298,6 @@ impl ApiErrorKind {
         }
     }
 }
-
-pub use crate::store::StoreError;
 
 /// The client could not be built.
 #[derive(Debug)]

@@ -21,7 +21,7 @@
 //!   still the one that failed, a token is fetched once (never with `force_refresh`), and the
 //!   call retried once.
 //!
-//! The transport is any tower [`Service`](tower::Service) taking `http::Request<`[`RequestBody`]`>`, so
+//! The transport is any tower [`Service`](tower::Service) taking `http::Request<`[`Body`](crate::body::Body)`>`, so
 //! tower layers (timeout, retry, concurrency limit, tracing) can go around it; the default
 //! is [`HttpsTransport`] (hyper-util and rustls).
 //!
@@ -64,15 +64,13 @@ mod wire;
 
 pub use builder::ClientBuilder;
 pub use client::Client;
-pub use error::{
-    ApiError, ApiErrorKind, BadResponseKind, BoxError, BuildError, Error, SharedError, StoreError,
-};
+pub use error::{ApiError, ApiErrorKind, BadResponseKind, BuildError, Error, SharedError};
 pub use message::{
     mini_program_link, CustomMessage, Image, Link, Media, MediaType, MiniProgramPage, Text,
     TypingCommand, UploadedMedia,
 };
-pub use token::{AccessToken, BoxFuture, Clock, MemoryTokenStore, SystemClock, TokenStore};
-pub use transport::{HttpsFuture, HttpsTransport, RequestBody};
+pub use token::{AccessToken, Clock, MemoryTokenStore, SystemClock, TokenStore};
+pub use transport::{HttpsFuture, HttpsTransport};
 
 /// The default base URL of the WeChat API.
 pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";

@@ -5,19 +5,22 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use http_body::Body;
+use http_body::Body as HttpBody;
 use serde::Serialize;
 use serde_json::Value;
 use tower::Service;
 
+use crate::body::Body;
+use crate::store::BoxError;
+
 use super::wire::{as_i64, build_request, json_bytes, percent_encode};
-use super::{AccessToken, BadResponseKind, BoxError, Client, Error, RequestBody, TokenEndpoint};
+use super::{AccessToken, BadResponseKind, Client, Error, TokenEndpoint};
 
 impl<S, B> Client<S>
 where
-    S: Service<http::Request<RequestBody>, Response = http::Response<B>> + Clone,
+    S: Service<http::Request<Body>, Response = http::Response<B>> + Clone,
     S::Error: Into<BoxError>,
-    B: Body,
+    B: HttpBody,
     B::Error: Into<BoxError>,
 {
     /// A valid access token: the cached one, or a freshly fetched one.

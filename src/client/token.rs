@@ -5,9 +5,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::error::StoreError;
-
-pub use crate::store::BoxFuture;
+use crate::store::{BoxFuture, StoreError};
 
 /// An access token and the instant after which the client no longer uses it.
 ///
@@ -58,7 +56,8 @@ impl fmt::Debug for AccessToken {
 ///
 /// Keys are chosen by the client (they name the app and the token endpoint); a store needs
 /// no knowledge of WeChat. All methods are async and object-safe, so the client holds an
-/// `Arc<dyn TokenStore>`.
+/// `Arc<dyn TokenStore>`: like the layer's stores, they return a
+/// [`BoxFuture`](crate::store::BoxFuture) and fail with a [`StoreError`](crate::store::StoreError).
 ///
 /// Contract, in the terms of a Redis implementation:
 ///

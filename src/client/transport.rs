@@ -1,6 +1,5 @@
-//! The HTTP transport: the request body type and the default HTTPS transport.
+//! The HTTP transport: the default HTTPS transport.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -8,47 +7,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
-use super::error::{BoxError, BuildError};
+use crate::body::Body;
+use crate::store::BoxError;
 
-/// The body of every request the client sends: a fully buffered JSON or multipart body.
-///
-/// A custom transport must accept `http::Request<RequestBody>`.
-#[derive(Debug, Clone, Default)]
-pub struct RequestBody(Full<Bytes>);
-
-impl RequestBody {
-    pub(crate) fn new(bytes: Bytes) -> Self {
-        RequestBody(Full::new(bytes))
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().0).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
-    }
-}
+use super::error::BuildError;
 
 /// The default transport: hyper-util's pooled HTTP/1 client with rustls (ring provider,
 /// bundled Mozilla roots, no OpenSSL), and a timeout on each request (30 s by default).
@@ -56,7 +23,7 @@ impl Body for RequestBody {
 /// Plain `http://` base URLs work too (for tests and local proxies). Needs a Tokio runtime.
 #[derive(Clone)]
 pub struct HttpsTransport {
-    client: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, RequestBody>,
+    client: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Body>,
     timeout: Duration,
 }
 
@@ -103,7 +70,7 @@ impl HttpsTransport {
 pub type HttpsFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<hyper::body::Incoming>, BoxError>> + Send>>;
 
-impl Service<http::Request<RequestBody>> for HttpsTransport {
+impl Service<http::Request<Body>> for HttpsTransport {
     type Response = http::Response<hyper::body::Incoming>;
     type Error = BoxError;
     type Future = HttpsFuture;
@@ -112,7 +79,7 @@ impl Service<http::Request<RequestBody>> for HttpsTransport {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let fut = self.client.request(req);
         let timeout = self.timeout;
         Box::pin(async move {

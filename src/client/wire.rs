@@ -5,25 +5,26 @@ use std::pin::Pin;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{header, Method, StatusCode};
-use http_body::Body;
+use http_body::Body as HttpBody;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, BadResponseKind, BoxError, Error};
+use crate::body::Body;
+use crate::protocol::hex;
+use crate::store::BoxError;
+
+use super::error::{ApiError, BadResponseKind, Error};
 use super::message::Media;
-use super::transport::RequestBody;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub(crate) fn percent_encode(s: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            let [hi, lo] = hex::upper_digits(b);
+            out.extend(['%', char::from(hi), char::from(lo)]);
         }
     }
     out
@@ -47,17 +48,15 @@ pub(crate) fn random_hex(n: usize) -> String {
             *b = seed.to_le_bytes()[i % 16] ^ (i as u8);
         }
     }
-    let mut out = String::with_capacity(n * 2);
-    for b in buf {
-        out.push_str(&format!("{b:02x}"));
-    }
+    let mut out = String::new();
+    hex::push_str(&mut out, &buf);
     out
 }
 
 /// Reads at most `limit` bytes of `body`.
 pub(crate) async fn read_body<B>(body: B, limit: usize, status: StatusCode) -> Result<Bytes, Error>
 where
-    B: Body,
+    B: HttpBody,
     B::Error: Into<BoxError>,
 {
     let too_large = || Error::BadResponse {
@@ -188,13 +187,13 @@ pub(super) fn build_request(
     uri: &str,
     content_type: Option<&str>,
     body: Bytes,
-) -> Result<http::Request<RequestBody>, Error> {
+) -> Result<http::Request<Body>, Error> {
     let mut builder = http::Request::builder().method(method).uri(uri);
     if let Some(content_type) = content_type {
         builder = builder.header(header::CONTENT_TYPE, content_type);
     }
     builder
-        .body(RequestBody::new(body))
+        .body(Body::new(body))
         .map_err(|_| Error::InvalidInput("request URI or header"))
 }
 

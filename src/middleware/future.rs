@@ -15,7 +15,7 @@ use tower::Service;
 
 use super::layer::Config;
 use super::mode::{Document, Mode, Typed};
-use crate::body::ResponseBody;
+use crate::body;
 use crate::endpoint::ReplyTo;
 use crate::message::Message;
 use crate::query::CallbackQuery;
@@ -62,7 +62,7 @@ pin_project! {
         },
         /// The layer's own answer, or done.
         Ready {
-            response: Option<Response<ResponseBody>>,
+            response: Option<Response<body::Body>>,
         },
     }
 }
@@ -105,7 +105,7 @@ impl<S, B, M> ResponseFuture<S, B, M>
 where
     S: Service<Request<Message>>,
 {
-    pub(crate) fn ready(response: Response<ResponseBody>) -> Self {
+    pub(crate) fn ready(response: Response<body::Body>) -> Self {
         Self {
             state: State::Ready {
                 response: Some(response),

@@ -11,7 +11,7 @@ use tower::{Layer, Service};
 use super::mode::Typed;
 use super::pass_through::{Adapter, PassOutcome, PassThrough};
 use super::service::Wechat;
-use crate::body::ResponseBody;
+use crate::body;
 use crate::crypto::{EncodingAesKey, KeyRing};
 #[cfg(feature = "tokio")]
 use crate::deadline::AckDeadlineLayer;
@@ -219,7 +219,7 @@ impl<D, T> WechatLayer<D, T, PassThrough> {
     /// Wraps `inner`, an HTTP service (the same as [`Layer::layer`]).
     pub fn layer<S, B>(&self, inner: S) -> Wechat<D::Service, PassThrough>
     where
-        S: Service<Request<ResponseBody>, Response = Response<B>>,
+        S: Service<Request<body::Body>, Response = Response<B>>,
         T: Wrap<Adapter<S>, PassOutcome<B>>,
         D: Wrap<T::Service, PassOutcome<B>>,
     {
@@ -284,7 +284,7 @@ where
 
 impl<S, B, D, T> Layer<S> for WechatLayer<D, T, PassThrough>
 where
-    S: Service<Request<ResponseBody>, Response = Response<B>>,
+    S: Service<Request<body::Body>, Response = Response<B>>,
     T: Wrap<Adapter<S>, PassOutcome<B>>,
     D: Wrap<T::Service, PassOutcome<B>>,
 {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::Response;
 
 use super::response;
-use crate::body::ResponseBody;
+use crate::body;
 use crate::endpoint::{Endpoint, ReplyTo};
 use crate::reply::Reply;
 
@@ -19,7 +19,7 @@ pub trait Mode<R> {
     const KEEP_DOCUMENT: bool;
 
     /// The layer's own answer (a rejection, a handshake) in this mode's body.
-    fn own(response: Response<ResponseBody>) -> Response<Self::Body>;
+    fn own(response: Response<body::Body>) -> Response<Self::Body>;
 
     /// The response to the handler's answer.
     fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<Self::Body>;
@@ -33,15 +33,15 @@ pub trait Mode<R> {
 pub struct Typed;
 
 impl<R: Into<Reply>> Mode<R> for Typed {
-    type Body = ResponseBody;
+    type Body = body::Body;
 
     const KEEP_DOCUMENT: bool = false;
 
-    fn own(response: Response<ResponseBody>) -> Response<ResponseBody> {
+    fn own(response: Response<body::Body>) -> Response<body::Body> {
         response
     }
 
-    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<ResponseBody> {
+    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<body::Body> {
         response::answer(endpoint.answer(to, &answer.into()))
     }
 }

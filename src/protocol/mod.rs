@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod crypto;
 pub(crate) mod endpoint;
+pub(crate) mod hex;
 pub mod message;
 pub mod query;
 pub(crate) mod random;

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
-use crate::signature::nibble;
+use crate::protocol::hex::nibble;
 
 /// The parameters WeChat puts on a callback URL.
 ///

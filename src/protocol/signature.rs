@@ -20,6 +20,9 @@ use std::fmt;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
+use super::hex;
+// `query` decodes `%XX` with it.
+
 /// A SHA-1 signature, as computed by [`sign`] or [`sign_message`].
 ///
 /// `Display` writes it as WeChat sends it: 40 lowercase hex digits.
@@ -34,14 +37,14 @@ impl Signature {
 
     /// The digest as 40 lowercase hex digits, without allocating.
     pub fn to_hex(&self) -> [u8; 40] {
-        hex(&self.0)
+        hex::encode(&self.0)
     }
 
     /// Compares with a hex signature as received (upper- or lower-case), in constant time.
     ///
     /// Anything that is not exactly 40 hex digits is unequal.
     pub fn matches_hex(&self, hex: &str) -> bool {
-        match decode_hex(hex.as_bytes()) {
+        match hex::decode::<20>(hex.as_bytes()) {
             // Compared as a u128 and a u32: the same constant-time check as byte by byte,
             // in two steps instead of twenty.
             Some(theirs) => {
@@ -57,7 +60,7 @@ impl Signature {
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hex = self.to_hex();
-        // The table above only writes ASCII.
+        // Hex digits are ASCII.
         f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
@@ -66,17 +69,6 @@ impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signature({self})")
     }
-}
-
-/// A 20-byte digest as 40 lowercase hex digits.
-pub(crate) fn hex(digest: &[u8; 20]) -> [u8; 40] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 40];
-    for (i, b) in digest.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
-    }
-    out
 }
 
 /// `signature` over `[token, timestamp, nonce]`: what WeChat puts in every callback's query.
@@ -131,52 +123,6 @@ fn split_digest(digest: &[u8; 20]) -> (u128, u32) {
     (u128::from_le_bytes(hi), u32::from_le_bytes(lo))
 }
 
-/// Decodes exactly 40 hex digits of either case; `None` for anything else.
-///
-/// Its time depends only on the received text, never on the digest it is compared with.
-fn decode_hex(hex: &[u8]) -> Option<[u8; 20]> {
-    if hex.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    let mut invalid = 0u8;
-    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let (hi, lo) = (
-            HEX_VALUE[usize::from(pair[0])],
-            HEX_VALUE[usize::from(pair[1])],
-        );
-        invalid |= (hi | lo) & INVALID;
-        *byte = (hi << 4) | (lo & 0x0f);
-    }
-    (invalid == 0).then_some(out)
-}
-
-/// Marks a byte that is not a hex digit in [`HEX_VALUE`].
-const INVALID: u8 = 0x80;
-
-/// The value of each byte as a hex digit of either case, or [`INVALID`].
-const HEX_VALUE: [u8; 256] = {
-    let mut table = [INVALID; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// The value of one hex digit of either case.
-pub(crate) fn nibble(c: u8) -> Option<u8> {
-    let v = HEX_VALUE[usize::from(c)];
-    (v & INVALID == 0).then_some(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,14 +132,6 @@ mod tests {
         // PROTOCOL.md §2: numerically 486452656 would sort first.
         let sig = sign("AAAAA", "1714037059", "486452656");
         assert_eq!(sig.to_string(), "899cf89e464efb63f54ddac96b0a0a235f53aa78");
-    }
-
-    #[test]
-    fn hex_table_agrees_with_to_digit() {
-        for b in 0..=255u8 {
-            let expected = char::from(b).to_digit(16).map(|d| d as u8);
-            assert_eq!(nibble(b), expected, "byte {b:#04x}");
-        }
     }
 
     #[test]

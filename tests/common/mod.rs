@@ -1,4 +1,5 @@
-//! Shared by the integration tests: the vectors, signed requests, and handlers.
+//! Shared by the integration tests: the vectors, signed requests, handlers, and reading
+//! replies.
 #![allow(unreachable_pub)]
 #![allow(dead_code)]
 
@@ -17,7 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use wechat_push::message::Kind;
-use wechat_push::{signature, EncodingAesKey, Message, Reply, WechatLayer};
+use wechat_push::{crypto, signature, EncodingAesKey, Message, Reply, WechatLayer};
 
 pub fn vectors() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors.json");
@@ -25,7 +26,9 @@ pub fn vectors() -> Value {
 }
 
 pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("{key} missing"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
 /// The first encrypt case: token, key, appid and a fixed timestamp.
@@ -83,6 +86,91 @@ impl Case {
             .body(body)
             .unwrap()
     }
+    /// Checks the `MsgSignature` of a sealed reply in `format` (`"xml"` or `"json"`) with this
+    /// case's token and opens it with its key and AppID: the clear reply document, or what is
+    /// wrong.
+    pub fn try_open_sealed_reply(&self, format: &str, body: &str) -> Result<String, String> {
+        let sealed = sealed_envelope(format, body)?;
+        if !signature::verify_message(
+            &sealed.msg_signature,
+            self.token(),
+            &sealed.timestamp,
+            &sealed.nonce,
+            &sealed.encrypt,
+        ) {
+            return Err(format!("sealed reply with a bad MsgSignature: {body}"));
+        }
+        crypto::decrypt(&self.key(), &sealed.encrypt, self.appid())
+            .map(|opened| opened.as_str().to_owned())
+            .map_err(|e| format!("sealed reply does not open: {e}"))
+    }
+    /// [`Case::try_open_sealed_reply`], panicking with what is wrong.
+    pub fn open_sealed_reply(&self, format: &str, body: &str) -> String {
+        self.try_open_sealed_reply(format, body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// The text of the first `<tag>` element of an XML document, without its CDATA markers;
+/// `None` if the document has no such element.
+pub fn xml_field<'a>(doc: &'a str, tag: &str) -> Option<&'a str> {
+    let (_, rest) = doc.split_once(&format!("<{tag}>"))?;
+    let (inner, _) = rest.split_once(&format!("</{tag}>"))?;
+    Some(
+        inner
+            .strip_prefix("<![CDATA[")
+            .and_then(|text| text.strip_suffix("]]>"))
+            .unwrap_or(inner),
+    )
+}
+
+/// The envelope of a sealed reply.
+#[derive(Debug)]
+pub struct Sealed {
+    pub encrypt: String,
+    pub msg_signature: String,
+    /// In decimal, as it is signed.
+    pub timestamp: String,
+    pub nonce: String,
+}
+
+/// Reads `Encrypt`, `MsgSignature`, `TimeStamp` and `Nonce` out of a sealed reply in `format`
+/// (`"xml"` or `"json"`; in JSON the timestamp must be a number, the others strings).
+pub fn sealed_envelope(format: &str, body: &str) -> Result<Sealed, String> {
+    match format {
+        "xml" => {
+            let field = |tag: &str| {
+                xml_field(body, tag)
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("no {tag} in {body}"))
+            };
+            Ok(Sealed {
+                encrypt: field("Encrypt")?,
+                msg_signature: field("MsgSignature")?,
+                timestamp: field("TimeStamp")?,
+                nonce: field("Nonce")?,
+            })
+        }
+        "json" => {
+            let v: Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;
+            let field = |name: &str| {
+                v[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("no string {name} in {body}"))
+            };
+            Ok(Sealed {
+                encrypt: field("Encrypt")?,
+                msg_signature: field("MsgSignature")?,
+                timestamp: v["TimeStamp"]
+                    .as_u64()
+                    .map(|ts| ts.to_string())
+                    .ok_or_else(|| format!("no numeric TimeStamp in {body}"))?,
+                nonce: field("Nonce")?,
+            })
+        }
+        other => panic!("no format {other:?}"),
+    }
 }
 
 pub fn plain_query(token: &str, timestamp: &str, nonce: &str) -> String {
@@ -137,7 +225,7 @@ pub async fn serve_hyper<S>(svc: S) -> SocketAddr
 where
     S: tower::Service<
             Request<hyper::body::Incoming>,
-            Response = http::Response<wechat_push::ResponseBody>,
+            Response = http::Response<wechat_push::body::Body>,
             Error = Infallible,
         > + Clone
         + Send

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::PassOutcome;
-use crate::body::ResponseBody;
+use crate::body;
 use crate::endpoint::PushInfo;
 use crate::message::Message;
 use crate::middleware::mode::Document;
@@ -41,7 +41,7 @@ impl<S> Adapter<S> {
 
 impl<S, B> Service<Request<Message>> for Adapter<S>
 where
-    S: Service<Request<ResponseBody>, Response = Response<B>>,
+    S: Service<Request<body::Body>, Response = Response<B>>,
     B: Body,
 {
     type Response = PassOutcome<B>;
@@ -77,7 +77,7 @@ where
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(document.len()));
         parts.extensions.insert(message);
-        let request = Request::from_parts(parts, ResponseBody::new(document));
+        let request = Request::from_parts(parts, body::Body::new(document));
         AdapterFuture {
             state: State::Call {
                 future: self.inner.call(request),

@@ -7,7 +7,7 @@
 //! that in safe mode a 200 whose body is a reply document (`<xml…` or `{…`) is sealed.
 
 mod adapter;
-mod body;
+mod pass_body;
 
 use std::borrow::Cow;
 
@@ -15,11 +15,11 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 
 pub(crate) use adapter::Adapter;
-pub use body::PassBody;
+pub use pass_body::PassBody;
 
 use super::mode::Mode;
 use super::response;
-use crate::body::ResponseBody;
+use crate::body;
 use crate::endpoint::{Endpoint, ReplyTo};
 use crate::reply::Reply;
 
@@ -77,7 +77,7 @@ impl<B> Mode<PassOutcome<B>> for PassThrough {
 
     const KEEP_DOCUMENT: bool = true;
 
-    fn own(response: Response<ResponseBody>) -> Response<PassBody<B>> {
+    fn own(response: Response<body::Body>) -> Response<PassBody<B>> {
         response.map(PassBody::full)
     }
 
@@ -90,7 +90,7 @@ impl<B> Mode<PassOutcome<B>> for PassThrough {
                 response::answer(endpoint.answer(to, &Reply::document(body)))
             }
             PassOutcome::Buffered(parts, body) => {
-                Response::from_parts(parts, ResponseBody::new(body))
+                Response::from_parts(parts, body::Body::new(body))
             }
             PassOutcome::Response(response) => return response.map(PassBody::inner),
             PassOutcome::Broken(reason) => response::server_error(reason),

@@ -254,10 +254,8 @@ pub(super) fn json_string(out: &mut Vec<u8>, text: &str) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            out.extend_from_slice(&crate::protocol::hex::lower_digits(b));
         } else {
             out.extend_from_slice(escape);
         }

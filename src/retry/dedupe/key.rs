@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use sha1::{Digest, Sha1};
 
 use crate::message::{Message, Value};
-use crate::signature;
+use crate::protocol::hex;
 
 /// The key one push is deduplicated by, scoped to the receiving account (`ToUserName`).
 ///
@@ -44,8 +44,7 @@ pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
         return key;
     }
     key.push_str("|doc|");
-    let digest: [u8; 20] = Sha1::digest(document).into();
-    key.extend(signature::hex(&digest).iter().map(|&b| char::from(b)));
+    hex::push_str(&mut key, &Sha1::digest(document));
     key
 }
 

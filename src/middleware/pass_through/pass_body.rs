@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::body::ResponseBody;
+use crate::body;
 
 pin_project! {
     /// The response body in pass-through mode: the layer's own answer (a rejection, a
@@ -27,7 +27,7 @@ pin_project! {
         /// Written by the layer.
         Full {
             #[pin]
-            body: ResponseBody,
+            body: body::Body,
         },
         /// The handler's own.
         Inner {
@@ -38,7 +38,7 @@ pin_project! {
 }
 
 impl<B> PassBody<B> {
-    pub(crate) fn full(body: ResponseBody) -> Self {
+    pub(crate) fn full(body: body::Body) -> Self {
         Self {
             kind: Kind::Full { body },
         }
