@@ -105,7 +105,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     eprintln!(
-        "axum_app: handled {} pushes ({} encrypted)",
+        "axum_app: pushes handled: {}, encrypted: {}",
         stats.pushes.load(Ordering::Relaxed),
         stats.encrypted.load(Ordering::Relaxed)
     );
