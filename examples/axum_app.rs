@@ -10,7 +10,7 @@
 //! ```sh
 //! WECHAT_TOKEN=Token123abc WECHAT_APPID=wx1234567890abcdef \
 //! WECHAT_ENCODING_AES_KEY=jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C \
-//!   cargo run --release --features axum --example axum_app
+//!   cargo run --release --example axum_app
 //! ```
 
 use std::net::SocketAddr;
