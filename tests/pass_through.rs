@@ -6,13 +6,13 @@ mod common;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
@@ -20,8 +20,10 @@ use common::*;
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{service_fn, ServiceExt};
 use wechat_push::replay::{MemoryReplayStore, ReplayStore, Seen};
@@ -39,6 +41,37 @@ async fn serve_axum(router: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// Serves any HTTP service with hyper (through `TowerToHyperService`) on a fresh loopback
+/// port until the test ends.
+async fn serve_with_hyper<S, B>(svc: S) -> SocketAddr
+where
+    S: tower::Service<
+            Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
     addr
 }
 
@@ -109,6 +142,13 @@ fn push(method: Method, query: &str, body: TestBody) -> Request<TestBody> {
 fn plain_push(case: &Case, format: &str) -> Request<TestBody> {
     let body = s(case.format(format), "plaintext").to_owned();
     push(Method::POST, &case.plain_query(), TestBody::whole(body))
+}
+
+/// `case`'s safe-mode push in `format`.
+fn safe_push(case: &Case, format: &str) -> Request<TestBody> {
+    let f = case.format(format);
+    let body = s(f, "request_body_safe").to_owned();
+    push(Method::POST, s(f, "query"), TestBody::whole(body))
 }
 
 /// What came back: the parts these tests compare.
@@ -647,70 +687,978 @@ async fn a_declared_length_over_the_limit_is_refused_unread() {
     );
 }
 
-/// Polls `future` on this thread, outside any Tokio runtime, for at most [`PATIENCE`].
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    let start = std::time::Instant::now();
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let left = PATIENCE
-            .checked_sub(start.elapsed())
-            .expect("an answer in time");
-        std::thread::park_timeout(left);
-    }
-}
-
-/// Calls `svc` outside a runtime.
-fn call_outside_runtime<S, B>(svc: S, req: Request<TestBody>) -> Answer
-where
-    S: tower::Service<Request<TestBody>, Response = http::Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    assert!(tokio::runtime::Handle::try_current().is_err());
-    block_on(async {
-        let (parts, body) = svc.oneshot(req).await.unwrap().into_parts();
-        Answer::new(parts, body.collect().await.unwrap().to_bytes())
-    })
-}
-
-/// The row for the retry options served outside a Tokio runtime: 500, as in the typed mode.
+/// The retry options need a Tokio runtime: served outside one, the same 500 in both modes.
 #[cfg(feature = "tokio")]
-#[test]
-fn retry_options_outside_a_runtime_are_the_typed_500() {
+mod outside_a_runtime {
+    use std::future::Future;
+
+    use super::*;
     use wechat_push::dedupe::MemoryDedupeStore;
 
-    let case = Case::new(0);
-    let request = || plain_push(&case, "xml");
-    let dedupe = || case.layer().dedupe(MemoryDedupeStore::new(10));
-    let deadline = || case.layer().ack_deadline(Duration::from_secs(1));
+    /// Polls `future` on this thread, outside any Tokio runtime, for at most [`PATIENCE`].
+    fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Arc::new(Unpark(std::thread::current())).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        let start = std::time::Instant::now();
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            let left = PATIENCE
+                .checked_sub(start.elapsed())
+                .expect("an answer in time");
+            std::thread::park_timeout(left);
+        }
+    }
 
-    let typed = call_outside_runtime(dedupe().layer(service_fn(must_not_be_called)), request());
-    assert_eq!(typed.rejection, Some(Rejection::NoRuntime));
-    assert_eq!(typed.status, StatusCode::INTERNAL_SERVER_ERROR);
-    let router = Router::new().route("/wechat", post(must_not_run).layer(dedupe().pass_through()));
-    let passed = call_outside_runtime(router, request());
-    assert_eq!(passed.rejection, typed.rejection);
-    assert_eq!(passed.seen_by_client(), typed.seen_by_client());
+    /// Calls `svc` outside a runtime.
+    fn call_outside_runtime<S, B>(svc: S, req: Request<TestBody>) -> Answer
+    where
+        S: tower::Service<Request<TestBody>, Response = http::Response<B>>,
+        S::Error: std::fmt::Debug,
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        block_on(async {
+            let (parts, body) = svc.oneshot(req).await.unwrap().into_parts();
+            Answer::new(parts, body.collect().await.unwrap().to_bytes())
+        })
+    }
 
-    let typed = call_outside_runtime(deadline().layer(service_fn(must_not_be_called)), request());
-    assert_eq!(typed.rejection, Some(Rejection::NoRuntime));
-    let router = Router::new().route(
-        "/wechat",
-        post(must_not_run).layer(deadline().pass_through()),
+    /// The row for the retry options served outside a Tokio runtime: 500, as in the typed mode.
+    #[test]
+    fn retry_options_outside_a_runtime_are_the_typed_500() {
+        let case = Case::new(0);
+        let request = || plain_push(&case, "xml");
+        let dedupe = || case.layer().dedupe(MemoryDedupeStore::new(10));
+        let deadline = || case.layer().ack_deadline(Duration::from_secs(1));
+
+        let typed = call_outside_runtime(dedupe().layer(service_fn(must_not_be_called)), request());
+        assert_eq!(typed.rejection, Some(Rejection::NoRuntime));
+        assert_eq!(typed.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let router =
+            Router::new().route("/wechat", post(must_not_run).layer(dedupe().pass_through()));
+        let passed = call_outside_runtime(router, request());
+        assert_eq!(passed.rejection, typed.rejection);
+        assert_eq!(passed.seen_by_client(), typed.seen_by_client());
+
+        let typed =
+            call_outside_runtime(deadline().layer(service_fn(must_not_be_called)), request());
+        assert_eq!(typed.rejection, Some(Rejection::NoRuntime));
+        let router = Router::new().route(
+            "/wechat",
+            post(must_not_run).layer(deadline().pass_through()),
+        );
+        let passed = call_outside_runtime(router, request());
+        assert_eq!(passed.rejection, typed.rejection);
+        assert_eq!(passed.seen_by_client(), typed.seen_by_client());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies, and handlers that write their own.
+
+/// The user of the vectors' pushes, and the account they were sent to.
+const OPENID: &str = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY";
+const ACCOUNT: &str = "gh_97417a04a28d";
+
+/// A text reply to the vectors' user, in `format`, written out by hand.
+fn text_reply(format: &str, content: &str, create_time: u64) -> String {
+    match format {
+        "xml" => format!(
+            "<xml><ToUserName><![CDATA[{OPENID}]]></ToUserName><FromUserName><![CDATA[{ACCOUNT}]]></FromUserName><CreateTime>{create_time}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content></xml>"
+        ),
+        "json" => format!(
+            r#"{{"ToUserName":"{OPENID}","FromUserName":"{ACCOUNT}","CreateTime":{create_time},"MsgType":"text","Content":"{content}"}}"#
+        ),
+        other => panic!("no format {other}"),
+    }
+}
+
+fn content_type(format: &str) -> &'static str {
+    match format {
+        "xml" => "application/xml",
+        "json" => "application/json",
+        other => panic!("no format {other}"),
+    }
+}
+
+/// Opens a sealed answer to one of `case`'s safe-mode pushes in `format`: a 200 in that
+/// format, whose `MsgSignature` verifies with the token and whose `Encrypt` decrypts with the
+/// key, for the AppID. Answers the document inside.
+fn open_sealed(case: &Case, format: &str, answer: &Answer) -> String {
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(
+        answer.header(header::CONTENT_TYPE),
+        Some(content_type(format)),
+        "{answer:?}"
     );
-    let passed = call_outside_runtime(router, request());
-    assert_eq!(passed.rejection, typed.rejection);
-    assert_eq!(passed.seen_by_client(), typed.seen_by_client());
+    let (encrypt, msg_signature, timestamp, nonce) = if format == "json" {
+        let v: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        (
+            v["Encrypt"].as_str().unwrap().to_owned(),
+            v["MsgSignature"].as_str().unwrap().to_owned(),
+            v["TimeStamp"].as_u64().unwrap().to_string(),
+            v["Nonce"].as_str().unwrap().to_owned(),
+        )
+    } else {
+        let field = |tag: &str| {
+            let inner = answer
+                .body
+                .split(&format!("<{tag}>"))
+                .nth(1)
+                .unwrap_or_else(|| panic!("no {tag} in {}", answer.body))
+                .split(&format!("</{tag}>"))
+                .next()
+                .unwrap();
+            inner
+                .trim_start_matches("<![CDATA[")
+                .trim_end_matches("]]>")
+                .to_owned()
+        };
+        assert!(answer.body.starts_with("<xml>"), "{}", answer.body);
+        (
+            field("Encrypt"),
+            field("MsgSignature"),
+            field("TimeStamp"),
+            field("Nonce"),
+        )
+    };
+    assert!(
+        signature::verify_message(&msg_signature, case.token(), &timestamp, &nonce, &encrypt),
+        "the sealed answer's MsgSignature verifies: {}",
+        answer.body
+    );
+    let opened = crypto::decrypt(&case.key(), &encrypt, case.appid()).unwrap();
+    opened.as_str().to_owned()
+}
+
+/// What handlers or layers noted, in order.
+type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+/// What a raw handler saw of its request.
+#[derive(Clone, Debug, PartialEq)]
+struct Saw {
+    content_type: Option<String>,
+    content_length: Option<String>,
+    body: String,
+}
+
+/// The requests a raw handler saw.
+#[derive(Clone, Default)]
+struct Log(Shared<Saw>);
+
+impl Log {
+    fn record(&self, headers: &HeaderMap, body: &[u8]) {
+        let header = |name| {
+            headers
+                .get(name)
+                .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        self.0.lock().unwrap().push(Saw {
+            content_type: header(header::CONTENT_TYPE),
+            content_length: header(header::CONTENT_LENGTH),
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        });
+    }
+
+    fn take(&self) -> Vec<Saw> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+/// What the raw handler saw of `case`'s push in `format`: the (decrypted) document, with a
+/// `Content-Type` saying its format and its own length.
+fn saw_document(case: &Case, format: &str) -> Saw {
+    let document = s(case.format(format), "plaintext").to_owned();
+    Saw {
+        content_type: Some(content_type(format).to_owned()),
+        content_length: Some(document.len().to_string()),
+        body: document,
+    }
+}
+
+/// The reply a raw handler writes by hand.
+const BY_HAND: &str = "written by hand";
+
+/// A handler that reads the raw body itself and writes its own reply document, in the push's
+/// format (told by the body's first byte).
+async fn own_reply(State(log): State<Log>, headers: HeaderMap, body: String) -> String {
+    log.record(&headers, body.as_bytes());
+    let format = if body.starts_with('{') { "json" } else { "xml" };
+    text_reply(format, BY_HAND, 1)
+}
+
+/// The same, taking the body as `Bytes` and answering `Bytes`.
+async fn own_reply_bytes(State(log): State<Log>, headers: HeaderMap, body: Bytes) -> Bytes {
+    log.record(&headers, &body);
+    let format = if body.starts_with(b"{") {
+        "json"
+    } else {
+        "xml"
+    };
+    Bytes::from(text_reply(format, BY_HAND, 1))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Real servers: axum::serve, a real client.
+
+/// A handler that reads the raw body and writes its own reply: sealed in safe mode, passed as
+/// it is in plaintext mode; it gets the decrypted document, typed by its `Content-Type`.
+#[tokio::test]
+async fn a_handler_writing_its_own_reply_is_sealed_in_safe_mode() {
+    let case = Case::new(0);
+    for handler in ["String", "Bytes"] {
+        let log = Log::default();
+        let route = match handler {
+            "String" => post(own_reply),
+            _ => post(own_reply_bytes),
+        };
+        let app = Router::new()
+            .route("/wechat", route.layer(case.layer().pass_through()))
+            .with_state(log.clone());
+        let addr = serve_axum(app).await;
+        for format in ["xml", "json"] {
+            // Plaintext: the handler's answer as it is, headers included.
+            let answer = fetch(addr, plain_push(&case, format)).await;
+            assert_eq!(answer.status, StatusCode::OK, "{handler} {format}");
+            assert_eq!(
+                answer.body,
+                text_reply(format, BY_HAND, 1),
+                "{handler} {format}"
+            );
+            let axum_type = if handler == "String" {
+                "text/plain; charset=utf-8"
+            } else {
+                "application/octet-stream"
+            };
+            assert_eq!(answer.header(header::CONTENT_TYPE), Some(axum_type));
+            assert_eq!(
+                log.take(),
+                [saw_document(&case, format)],
+                "{handler} {format}"
+            );
+
+            // Safe mode: sealed, and opens to exactly what the handler wrote.
+            let answer = fetch(addr, safe_push(&case, format)).await;
+            assert_eq!(
+                open_sealed(&case, format, &answer),
+                text_reply(format, BY_HAND, 1),
+                "{handler} {format}"
+            );
+            assert_eq!(
+                log.take(),
+                [saw_document(&case, format)],
+                "{handler} {format}"
+            );
+        }
+    }
+}
+
+/// `/healthz` outside the layer answers unsigned requests; `/wechat` behind it does not.
+#[tokio::test]
+async fn routes_outside_the_layer_need_no_signature() {
+    let case = Case::new(0);
+    let app = Router::new()
+        .route(
+            "/wechat",
+            post(must_not_run).layer(case.layer().pass_through()),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let addr = serve_axum(app).await;
+    let health = fetch(
+        addr,
+        Request::get("/healthz").body(TestBody::whole("")).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (StatusCode::OK, "ok")
+    );
+    let unsigned = fetch(addr, push(Method::POST, "", TestBody::whole("<xml/>"))).await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The handshake reaches the layer with `post(h).layer(wechat)`, as the docs advise; with
+/// `post(h).route_layer(wechat)` the layer only wraps the POST endpoint, so a GET gets axum's
+/// 405 (the docs' warning). `Router::route_layer` is not that: axum 0.8 applies it to each
+/// route's whole method router, fallback included, so the handshake gets through.
+#[tokio::test]
+async fn the_handshake_needs_layer_not_method_route_layer() {
+    let case = Case::new(0);
+    let handshake = || {
+        push(
+            Method::GET,
+            &format!("{}&echostr=4375120948345356249", case.plain_query()),
+            TestBody::whole(""),
+        )
+    };
+    let log = Log::default();
+    let layered = Router::new()
+        .route(
+            "/wechat",
+            post(own_reply).layer(case.layer().pass_through()),
+        )
+        .with_state(log.clone());
+    let router_route_layered = Router::new()
+        .route("/wechat", post(own_reply))
+        .route_layer(case.layer().pass_through())
+        .with_state(log.clone());
+    let route_layered = Router::new()
+        .route(
+            "/wechat",
+            post(own_reply).route_layer(case.layer().pass_through()),
+        )
+        .with_state(log.clone());
+
+    for router in [layered, router_route_layered] {
+        let addr = serve_axum(router).await;
+        let answer = fetch(addr, handshake()).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "4375120948345356249")
+        );
+        let answer = fetch(addr, safe_push(&case, "xml")).await;
+        assert_eq!(
+            open_sealed(&case, "xml", &answer),
+            text_reply("xml", BY_HAND, 1)
+        );
+    }
+
+    let addr = serve_axum(route_layered).await;
+    let answer = fetch(addr, handshake()).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{answer:?}");
+    assert_eq!(answer.header(header::ALLOW), Some("POST"), "axum's 405");
+    assert_eq!(answer.body, "", "axum's 405, not the layer's");
+    // POST is still behind the layer.
+    let answer = fetch(addr, safe_push(&case, "xml")).await;
+    assert_eq!(
+        open_sealed(&case, "xml", &answer),
+        text_reply("xml", BY_HAND, 1)
+    );
+    let unsigned = fetch(addr, push(Method::POST, "", TestBody::whole("<xml/>"))).await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(log.take().len(), 3);
+}
+
+/// Handlers taking the layer's extractors and returning a `Reply` (feature `axum`).
+#[cfg(feature = "axum")]
+mod extractors {
+    use super::*;
+    use wechat_push::message::Kind;
+    use wechat_push::{Format, Message, PushInfo, Reply};
+
+    #[derive(Clone)]
+    pub(super) struct App {
+        pub(super) greeting: &'static str,
+        /// What each push's `PushInfo` said: its format, and whether it was encrypted.
+        pub(super) infos: Shared<(Format, bool)>,
+        pub(super) calls: Counter,
+    }
+
+    impl App {
+        pub(super) fn new(greeting: &'static str) -> Self {
+            Self {
+                greeting,
+                infos: Arc::default(),
+                calls: Counter::default(),
+            }
+        }
+    }
+
+    /// The handler of the docs: text is answered with a passive reply, the rest `success`.
+    pub(super) async fn on_push(State(app): State<App>, msg: Message, info: PushInfo) -> Reply {
+        app.calls.hit();
+        app.infos
+            .lock()
+            .unwrap()
+            .push((info.format(), info.is_encrypted()));
+        match msg.kind() {
+            Kind::Text { content, .. } => Reply::text(format!("{}{content}", app.greeting)),
+            _ => Reply::Success,
+        }
+    }
+
+    /// A plaintext push gets the passive reply in clear; safe-mode XML and JSON pushes get it
+    /// sealed, verifying and opening with the vectors' token and key.
+    #[tokio::test]
+    async fn a_handler_returning_a_reply_answers_in_the_push_format() {
+        let case = Case::new(0);
+        let app = App::new("you said: ");
+        let router = Router::new()
+            .route("/wechat", post(on_push).layer(case.layer().pass_through()))
+            .with_state(app.clone());
+        let addr = serve_axum(router).await;
+        let expected = |format| text_reply(format, "you said: hello", case.timestamp());
+        for format in ["xml", "json"] {
+            let answer = fetch(addr, plain_push(&case, format)).await;
+            assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+            assert_eq!(answer.body, expected(format));
+            assert_eq!(
+                answer.header(header::CONTENT_TYPE),
+                Some(content_type(format))
+            );
+            assert_eq!(
+                answer.header(header::CONTENT_LENGTH),
+                Some(answer.body.len().to_string().as_str())
+            );
+
+            let answer = fetch(addr, safe_push(&case, format)).await;
+            assert_eq!(open_sealed(&case, format, &answer), expected(format));
+        }
+        assert_eq!(app.calls.get(), 4);
+        assert_eq!(
+            *app.infos.lock().unwrap(),
+            [
+                (Format::Xml, false),
+                (Format::Xml, true),
+                (Format::Json, false),
+                (Format::Json, true)
+            ]
+        );
+    }
+}
+
+/// `case`'s key sealing `document` into a safe-mode push in `format`, signed for `case`'s
+/// timestamp and nonce: a push of any content, as WeChat would send it.
+fn seal_push(case: &Case, format: &str, document: &str) -> Request<TestBody> {
+    let encrypt = crypto::encrypt(&case.key(), document.as_bytes(), case.appid()).unwrap();
+    let ts = case.timestamp().to_string();
+    let msg_signature = signature::sign_message(case.token(), &ts, case.nonce(), &encrypt);
+    let query = format!(
+        "{}&openid={OPENID}&encrypt_type=aes&msg_signature={msg_signature}",
+        case.plain_query()
+    );
+    let body = match format {
+        "xml" => format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        ),
+        _ => format!(r#"{{"ToUserName":"{ACCOUNT}","Encrypt":"{encrypt}"}}"#),
+    };
+    push(Method::POST, &query, TestBody::whole(body))
+}
+
+/// A text push from the vectors' user, in `format`, with this content and `MsgId`.
+fn text_push_document(format: &str, content: &str, msg_id: u64) -> String {
+    match format {
+        "xml" => format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName><CreateTime>1714200000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+        ),
+        _ => format!(
+            r#"{{"ToUserName":"{ACCOUNT}","FromUserName":"{OPENID}","CreateTime":1714200000,"MsgType":"text","Content":"{content}","MsgId":{msg_id}}}"#
+        ),
+    }
+}
+
+/// tower and tower-http layers around the WeChat layer, and between it and the handler (the
+/// trace layer's callbacks take a `tracing::Span`: feature `tracing`).
+#[cfg(feature = "tracing")]
+mod tower_layers {
+    use std::future::Future;
+
+    use super::*;
+
+    /// How many handlers run at once, and the most that ever did.
+    #[derive(Clone, Default)]
+    struct Gauge {
+        now: Arc<std::sync::atomic::AtomicUsize>,
+        max: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Gauge {
+        fn enter(&self) -> impl Drop + '_ {
+            use std::sync::atomic::Ordering::SeqCst;
+            struct Leave<'a>(&'a Gauge);
+            impl Drop for Leave<'_> {
+                fn drop(&mut self) {
+                    self.0.now.fetch_sub(1, SeqCst);
+                }
+            }
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.max.fetch_max(now, SeqCst);
+            Leave(self)
+        }
+
+        fn max(&self) -> usize {
+            self.max.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// A handler's state: what it saw, how many ran at once.
+    #[derive(Clone, Default)]
+    struct Work {
+        log: Log,
+        gauge: Gauge,
+    }
+
+    /// Writes its own reply after 100 ms, or after 5 s when the push says `slow`.
+    async fn work(State(work): State<Work>, headers: HeaderMap, body: String) -> String {
+        work.log.record(&headers, body.as_bytes());
+        let _running = work.gauge.enter();
+        let pause = if body.contains("slow") { 5000 } else { 100 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let format = if body.starts_with('{') { "json" } else { "xml" };
+        text_reply(format, BY_HAND, 1)
+    }
+
+    /// Three plaintext pushes at once; each must get the handler's reply.
+    async fn three_at_once(addr: SocketAddr, case: &Case) {
+        let answers = futures_join3(
+            fetch(addr, plain_push(case, "xml")),
+            fetch(addr, plain_push(case, "xml")),
+            fetch(addr, plain_push(case, "xml")),
+        )
+        .await;
+        for answer in answers {
+            assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+            assert_eq!(answer.body, text_reply("xml", BY_HAND, 1));
+        }
+    }
+
+    async fn futures_join3<A: Future>(a: A, b: A, c: A) -> [A::Output; 3] {
+        let (a, b, c) = tokio::join!(a, b, c);
+        [a, b, c]
+    }
+
+    /// Timeout, concurrency limit and trace layers outside the WeChat layer: the limit holds, a
+    /// slow handler gets the timeout's 408, and the trace layer sees each rejection.
+    #[tokio::test]
+    async fn tower_layers_compose_in_front_of_the_wechat_layer() {
+        use tower::limit::ConcurrencyLimitLayer;
+        use tower_http::timeout::TimeoutLayer;
+        use tower_http::trace::TraceLayer;
+
+        let case = Case::new(0);
+        let state = Work::default();
+        let rejections: Shared<Option<Rejection>> = Arc::default();
+        let trace = TraceLayer::new_for_http().on_response({
+            let rejections = rejections.clone();
+            move |res: &http::Response<axum::body::Body>, _: Duration, _: &tracing::Span| {
+                let rejection = res.extensions().get::<Rejection>().cloned();
+                rejections.lock().unwrap().push(rejection);
+            }
+        });
+        let router = Router::new()
+            .route("/wechat", post(work).layer(case.layer().pass_through()))
+            .layer(ConcurrencyLimitLayer::new(1))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(1),
+            ))
+            .layer(trace)
+            .with_state(state.clone());
+        let addr = serve_axum(router).await;
+
+        three_at_once(addr, &case).await;
+        assert_eq!(state.gauge.max(), 1, "one handler at a time");
+        let slow = s(case.format("xml"), "plaintext").replace("hello", "slow");
+        let answer = fetch(
+            addr,
+            push(Method::POST, &case.plain_query(), TestBody::whole(slow)),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
+        let unsigned = fetch(addr, push(Method::POST, "", TestBody::whole("<xml/>"))).await;
+        assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            *rejections.lock().unwrap(),
+            [
+                None,
+                None,
+                None,
+                None,
+                Some(Rejection::MissingSignature("timestamp"))
+            ]
+        );
+    }
+
+    /// The same layers between the WeChat layer and the handler: they see the handler's request
+    /// (the document, typed by its `Content-Type`, with the `Message`), the limit holds, and the
+    /// timeout's 408 passes through untouched, also in safe mode.
+    #[tokio::test]
+    async fn tower_layers_compose_behind_the_wechat_layer() {
+        use axum::handler::Handler;
+        use tower::limit::ConcurrencyLimitLayer;
+        use tower::ServiceBuilder;
+        use tower_http::timeout::TimeoutLayer;
+        use tower_http::trace::TraceLayer;
+
+        let case = Case::new(0);
+        let state = Work::default();
+        let requests: Shared<(Option<String>, bool)> = Arc::default();
+        let trace = TraceLayer::new_for_http().on_request({
+            let requests = requests.clone();
+            move |req: &Request<wechat_push::ResponseBody>, _: &tracing::Span| {
+                let content_type = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let message = req.extensions().get::<wechat_push::Message>().is_some();
+                requests.lock().unwrap().push((content_type, message));
+            }
+        });
+        let handler = ServiceBuilder::new()
+            .layer(trace)
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(1),
+            ))
+            .layer(ConcurrencyLimitLayer::new(1))
+            .service(work.with_state(state.clone()));
+        let router =
+            Router::new().route_service("/wechat", case.layer().pass_through().layer(handler));
+        let addr = serve_axum(router).await;
+
+        three_at_once(addr, &case).await;
+        assert_eq!(state.gauge.max(), 1, "one handler at a time");
+        let answer = fetch(
+            addr,
+            seal_push(&case, "json", &text_push_document("json", "slow", 1)),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(answer.body, "", "not sealed");
+        let answer = fetch(addr, safe_push(&case, "json")).await;
+        assert_eq!(
+            open_sealed(&case, "json", &answer),
+            text_reply("json", BY_HAND, 1)
+        );
+        let xml = Some("application/xml".to_owned());
+        let json = Some("application/json".to_owned());
+        assert_eq!(
+            *requests.lock().unwrap(),
+            [
+                (xml.clone(), true),
+                (xml.clone(), true),
+                (xml, true),
+                (json.clone(), true),
+                (json, true)
+            ]
+        );
+    }
+}
+
+/// `req`, sent to `path` instead of `/wechat` (same query, same body).
+fn to_path(req: Request<TestBody>, path: &str) -> Request<TestBody> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = format!("{path}?{}", parts.uri.query().unwrap_or(""))
+        .parse()
+        .unwrap();
+    Request::from_parts(parts, body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Responses without a reply pass through untouched.
+
+/// A router, all of it behind the layer, whose routes answer all sorts of responses.
+fn untouched_router(layer: WechatLayer) -> Router {
+    let custom = || [("x-custom", "kept")];
+    let large = format!("<xml>{}</xml>", " ".repeat(4000));
+    Router::new()
+        .route(
+            "/accepted",
+            post(move || async move { (StatusCode::ACCEPTED, custom(), "queued") }),
+        )
+        .route("/ok", post(move || async move { (custom(), "ok") }))
+        .route("/success", post(|| async { "success" }))
+        .route("/empty", post(|| async { "" }))
+        .route(
+            "/document",
+            post(move || async move {
+                (
+                    custom(),
+                    [(header::CONTENT_TYPE, "text/xml")],
+                    text_reply("xml", BY_HAND, 1),
+                )
+            }),
+        )
+        .route("/large", post(move || async move { large }))
+        .layer(layer.pass_through())
+}
+
+/// In plaintext mode every response arrives as the handler wrote it: status, headers, body.
+#[tokio::test]
+async fn plaintext_answers_pass_untouched() {
+    let case = Case::new(0);
+    let addr = serve_axum(untouched_router(case.layer().body_limit(1024))).await;
+    let at = |path| to_path(plain_push(&case, "xml"), path);
+
+    let answer = fetch(addr, at("/accepted")).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::ACCEPTED, "queued")
+    );
+    assert_eq!(answer.header("x-custom".parse().unwrap()), Some("kept"));
+    let answer = fetch(addr, at("/ok")).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "ok")
+    );
+    assert_eq!(answer.header("x-custom".parse().unwrap()), Some("kept"));
+    assert_eq!(
+        answer.header(header::CONTENT_TYPE),
+        Some("text/plain; charset=utf-8")
+    );
+    let answer = fetch(addr, at("/document")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, text_reply("xml", BY_HAND, 1));
+    assert_eq!(answer.header("x-custom".parse().unwrap()), Some("kept"));
+    assert_eq!(answer.header(header::CONTENT_TYPE), Some("text/xml"));
+    assert_eq!(fetch(addr, at("/success")).await.body, "success");
+    // Not read into memory in plaintext mode: the body limit does not apply to it.
+    let answer = fetch(addr, at("/large")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body.len(), 4000 + "<xml></xml>".len());
+}
+
+/// In safe mode only a 200 reply document is sealed; every other answer passes as it is.
+#[tokio::test]
+async fn safe_mode_seals_only_reply_documents() {
+    let case = Case::new(0);
+    let addr = serve_axum(untouched_router(case.layer().body_limit(1024))).await;
+    let at = |path| to_path(safe_push(&case, "xml"), path);
+
+    let answer = fetch(addr, at("/accepted")).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::ACCEPTED, "queued")
+    );
+    assert_eq!(answer.header("x-custom".parse().unwrap()), Some("kept"));
+    let answer = fetch(addr, at("/ok")).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "ok")
+    );
+    assert_eq!(answer.header("x-custom".parse().unwrap()), Some("kept"));
+    assert_eq!(
+        answer.header(header::CONTENT_TYPE),
+        Some("text/plain; charset=utf-8")
+    );
+    let answer = fetch(addr, at("/success")).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "success"),
+        "never sealed"
+    );
+    let answer = fetch(addr, at("/empty")).await;
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, ""));
+    let answer = fetch(addr, at("/document")).await;
+    assert_eq!(
+        open_sealed(&case, "xml", &answer),
+        text_reply("xml", BY_HAND, 1)
+    );
+    // A document to seal is read into memory, up to the body limit.
+    let answer = fetch(addr, at("/large")).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the handler's response is larger than the body limit"
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. In front of other services.
+
+/// A bare `MethodRouter`, served on its own.
+#[tokio::test]
+async fn in_front_of_a_method_router() {
+    let case = Case::new(0);
+    let log = Log::default();
+    let service = post(own_reply)
+        .layer(case.layer().pass_through())
+        .with_state(log.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    for format in ["xml", "json"] {
+        let answer = fetch(addr, safe_push(&case, format)).await;
+        assert_eq!(
+            open_sealed(&case, format, &answer),
+            text_reply(format, BY_HAND, 1)
+        );
+        assert_eq!(log.take(), [saw_document(&case, format)]);
+    }
+    let answer = fetch(
+        addr,
+        push(
+            Method::GET,
+            &format!("{}&echostr=42", case.plain_query()),
+            TestBody::whole(""),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "42")
+    );
+    let answer = fetch(
+        addr,
+        push(Method::PUT, &case.plain_query(), TestBody::whole("")),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.header(header::ALLOW), Some("GET, POST"));
+}
+
+/// A whole `Router` behind the layer (`Router::layer`): every route needs a signature, and
+/// what the router answers (a 404 for an unknown path, say) passes through.
+#[tokio::test]
+async fn in_front_of_a_whole_router() {
+    let case = Case::new(0);
+    let log = Log::default();
+    let router = Router::new()
+        .route("/wechat", post(own_reply))
+        .route("/other", axum::routing::get(|| async { "other" }))
+        .layer(case.layer().pass_through())
+        .with_state(log.clone());
+    let addr = serve_axum(router).await;
+
+    let answer = fetch(addr, safe_push(&case, "xml")).await;
+    assert_eq!(
+        open_sealed(&case, "xml", &answer),
+        text_reply("xml", BY_HAND, 1)
+    );
+    assert_eq!(log.take(), [saw_document(&case, "xml")]);
+    let unsigned = fetch(
+        addr,
+        Request::get("/other").body(TestBody::whole("")).unwrap(),
+    )
+    .await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+    let answer = fetch(addr, to_path(plain_push(&case, "xml"), "/missing")).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    // The handshake on any path is the layer's.
+    let answer = fetch(
+        addr,
+        to_path(
+            push(
+                Method::GET,
+                &format!("{}&echostr=42", case.plain_query()),
+                TestBody::whole(""),
+            ),
+            "/other",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "42")
+    );
+}
+
+/// Handlers turned into services (`with_state`, `into_service`), served by hyper.
+#[tokio::test]
+async fn in_front_of_a_handler_service() {
+    use axum::handler::{Handler, HandlerWithoutStateExt};
+
+    let case = Case::new(0);
+    let log = Log::default();
+    let addr = serve_with_hyper(
+        case.layer()
+            .pass_through()
+            .layer(own_reply.with_state(log.clone())),
+    )
+    .await;
+    for format in ["xml", "json"] {
+        let answer = fetch(addr, safe_push(&case, format)).await;
+        assert_eq!(
+            open_sealed(&case, format, &answer),
+            text_reply(format, BY_HAND, 1)
+        );
+        let answer = fetch(addr, plain_push(&case, format)).await;
+        assert_eq!(answer.body, text_reply(format, BY_HAND, 1));
+    }
+    assert_eq!(
+        log.take(),
+        [
+            saw_document(&case, "xml"),
+            saw_document(&case, "xml"),
+            saw_document(&case, "json"),
+            saw_document(&case, "json")
+        ]
+    );
+
+    let stateless = |body: String| async move { body.replace("hello", "echoed") };
+    let addr = serve_with_hyper(case.layer().pass_through().layer(stateless.into_service())).await;
+    let answer = fetch(addr, safe_push(&case, "json")).await;
+    assert_eq!(
+        open_sealed(&case, "json", &answer),
+        s(case.format("json"), "plaintext").replace("hello", "echoed")
+    );
+    // Any push, sealed with the vectors' key.
+    let document = text_push_document("xml", "hello again", 7);
+    let answer = fetch(addr, seal_push(&case, "xml", &document)).await;
+    assert_eq!(
+        open_sealed(&case, "xml", &answer),
+        document.replace("hello", "echoed")
+    );
+}
+
+/// A plain `tower::service_fn` over `Request<ResponseBody>`, served by hyper: it gets the
+/// document with the `Message` and `PushInfo` in the extensions, and a `Reply` it puts in its
+/// response's extensions is written in the push's format (sealed in safe mode).
+#[tokio::test]
+async fn in_front_of_a_service_fn() {
+    use http_body_util::Full;
+    use wechat_push::{Message, PushInfo, Reply, ResponseBody};
+
+    let case = Case::new(0);
+    let log = Log::default();
+    let svc = service_fn({
+        let log = log.clone();
+        move |req: Request<ResponseBody>| {
+            let log = log.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                log.record(&parts.headers, &body);
+                let message = parts.extensions.get::<Message>().unwrap();
+                let info = parts.extensions.get::<PushInfo>().unwrap();
+                let mut res = http::Response::new(Full::new(Bytes::from_static(b"not sent")));
+                res.extensions_mut().insert(Reply::text(format!(
+                    "{} from {}, encrypted: {}",
+                    message.msg_type(),
+                    message.from_user(),
+                    info.is_encrypted()
+                )));
+                Ok::<_, Infallible>(res)
+            }
+        }
+    });
+    let addr = serve_with_hyper(case.layer().pass_through().layer(svc)).await;
+    for format in ["xml", "json"] {
+        let answer = fetch(addr, plain_push(&case, format)).await;
+        assert_eq!(
+            answer.body,
+            text_reply(
+                format,
+                &format!("text from {OPENID}, encrypted: false"),
+                case.timestamp()
+            )
+        );
+        let answer = fetch(addr, safe_push(&case, format)).await;
+        assert_eq!(
+            open_sealed(&case, format, &answer),
+            text_reply(
+                format,
+                &format!("text from {OPENID}, encrypted: true"),
+                case.timestamp()
+            )
+        );
+        assert_eq!(
+            log.take(),
+            [saw_document(&case, format), saw_document(&case, format)]
+        );
+    }
 }
