@@ -219,6 +219,15 @@ async fn fetch(addr: SocketAddr, req: Request<TestBody>) -> Answer {
     Answer::read(res).await
 }
 
+/// Sends a signed POST with `body` to `/wechat?{query}` on `addr`.
+async fn post_to(addr: SocketAddr, query: &str, body: &str) -> Answer {
+    fetch(
+        addr,
+        push(Method::POST, query, TestBody::whole(body.to_owned())),
+    )
+    .await
+}
+
 /// Calls `svc` in process (no server): the answer with its extensions.
 async fn call<S, B>(svc: S, req: Request<TestBody>) -> Answer
 where
@@ -1125,6 +1134,133 @@ mod extractors {
             ]
         );
     }
+
+    /// Echoes text, as `common::echo` does in the typed mode.
+    async fn echo_text(msg: Message) -> Reply {
+        match msg.kind() {
+            Kind::Text { content, .. } => Reply::text(content.clone()),
+            _ => Reply::Success,
+        }
+    }
+
+    /// The same push and the same reply give the same answer in both modes: byte for byte in
+    /// clear, the same document once opened when sealed (each sealing is fresh).
+    #[tokio::test]
+    async fn the_same_answer_as_the_typed_mode() {
+        let case = Case::new(0);
+        let typed = serve_axum(
+            Router::new().route_service("/wechat", case.layer().layer(service_fn(echo))),
+        )
+        .await;
+        let passed = serve_axum(Router::new().route(
+            "/wechat",
+            post(echo_text).layer(case.layer().pass_through()),
+        ))
+        .await;
+        for format in ["xml", "json"] {
+            let a = fetch(typed, plain_push(&case, format)).await;
+            let b = fetch(passed, plain_push(&case, format)).await;
+            assert_eq!(a.status, StatusCode::OK);
+            assert_eq!(a.body, text_reply(format, "hello", case.timestamp()));
+            assert_eq!(
+                (a.status, &a.body, a.header(header::CONTENT_TYPE)),
+                (b.status, &b.body, b.header(header::CONTENT_TYPE)),
+                "{format}"
+            );
+
+            let a = fetch(typed, safe_push(&case, format)).await;
+            let b = fetch(passed, safe_push(&case, format)).await;
+            assert_ne!(a.body, b.body, "sealed afresh");
+            let opened = open_sealed(&case, format, &a);
+            assert_eq!(opened, text_reply(format, "hello", case.timestamp()));
+            assert_eq!(open_sealed(&case, format, &b), opened, "{format}");
+        }
+
+        // A reply document written by hand: `Reply::document` in the typed mode, the body of a
+        // raw handler here.
+        let typed = serve_axum(
+            Router::new().route_service(
+                "/wechat",
+                case.layer()
+                    .layer(service_fn(|req: Request<Message>| async move {
+                        let format = match req.extensions().get::<PushInfo>().unwrap().format() {
+                            Format::Xml => "xml",
+                            Format::Json => "json",
+                        };
+                        Ok::<_, Infallible>(Reply::document(text_reply(format, BY_HAND, 1)))
+                    })),
+            ),
+        )
+        .await;
+        let passed = serve_axum(
+            Router::new()
+                .route(
+                    "/wechat",
+                    post(own_reply).layer(case.layer().pass_through()),
+                )
+                .with_state(Log::default()),
+        )
+        .await;
+        for format in ["xml", "json"] {
+            let a = fetch(typed, plain_push(&case, format)).await;
+            let b = fetch(passed, plain_push(&case, format)).await;
+            assert_eq!(a.body, text_reply(format, BY_HAND, 1));
+            assert_eq!((a.status, &a.body), (b.status, &b.body), "{format}");
+
+            let a = fetch(typed, safe_push(&case, format)).await;
+            let b = fetch(passed, safe_push(&case, format)).await;
+            assert_eq!(
+                open_sealed(&case, format, &a),
+                open_sealed(&case, format, &b),
+                "{format}"
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // 7. The extractors and `Reply` without the layer.
+
+    /// Without the layer in front, `Message` and `PushInfo` reject with a 500 naming the
+    /// missing layer, and a `Reply` is a 500 saying it was not rendered.
+    #[tokio::test]
+    async fn without_the_layer_the_extractors_and_reply_are_500s() {
+        let case = Case::new(0);
+        let router = Router::new()
+            .route("/message", post(|_: Message| async { "unreachable" }))
+            .route("/info", post(|_: PushInfo| async { "unreachable" }))
+            .route("/reply", post(|| async { Reply::text("hi") }))
+            // Behind the layer, the Message can be taken only once.
+            .route(
+                "/twice",
+                post(|_: Message, _: Message| async { "unreachable" })
+                    .layer(case.layer().pass_through()),
+            );
+        let addr = serve_axum(router).await;
+        let missing = |what| {
+            format!(
+                "no {what} in the request: put WechatLayer::pass_through() in front of this \
+                 handler (and extract the Message once)"
+            )
+        };
+        for (path, reason) in [
+            ("/message", missing("Message")),
+            ("/info", missing("PushInfo")),
+            ("/twice", missing("Message")),
+            (
+                "/reply",
+                "a wechat_push::Reply reached the client unrendered: the WeChat layer is not in \
+                 front of this handler"
+                    .to_owned(),
+            ),
+        ] {
+            let answer = fetch(addr, to_path(plain_push(&case, "xml"), path)).await;
+            assert_eq!(
+                (answer.status, answer.body.as_str()),
+                (StatusCode::INTERNAL_SERVER_ERROR, reason.as_str()),
+                "{path}"
+            );
+        }
+    }
 }
 
 /// `case`'s key sealing `document` into a safe-mode push in `format`, signed for `case`'s
@@ -1660,5 +1796,346 @@ async fn in_front_of_a_service_fn() {
             log.take(),
             [saw_document(&case, format), saw_document(&case, format)]
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The retry options in pass-through mode.
+
+#[cfg(all(feature = "axum", feature = "tokio"))]
+mod retries {
+    use axum::response::{IntoResponse, Response};
+    use tokio::sync::mpsc;
+    use wechat_push::dedupe::MemoryDedupeStore;
+    use wechat_push::message::Kind;
+    use wechat_push::{Message, Reply};
+
+    use super::extractors::{on_push, App};
+    use super::*;
+
+    /// Three deliveries of the same push, one after the other.
+    async fn thrice(addr: SocketAddr, push: impl Fn() -> Request<TestBody>) -> Vec<Answer> {
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(fetch(addr, push()).await);
+        }
+        answers
+    }
+
+    /// With dedupe, a push delivered three times runs the handler once; the three deliveries
+    /// get the same answer, sealed afresh for each in safe mode.
+    #[tokio::test]
+    async fn dedupe_runs_a_reply_handler_once() {
+        let case = Case::new(0);
+        let app = App::new("once: ");
+        let layer = case
+            .layer()
+            .pass_through()
+            .dedupe(MemoryDedupeStore::new(100));
+        let router = Router::new()
+            .route("/wechat", post(on_push).layer(layer))
+            .with_state(app.clone());
+        let addr = serve_axum(router).await;
+
+        let answers = thrice(addr, || safe_push(&case, "xml")).await;
+        assert_eq!(app.calls.get(), 1);
+        for answer in &answers {
+            assert_eq!(
+                open_sealed(&case, "xml", answer),
+                text_reply("xml", "once: hello", case.timestamp())
+            );
+        }
+        assert!(
+            answers[0].body != answers[1].body
+                && answers[1].body != answers[2].body
+                && answers[0].body != answers[2].body,
+            "each delivery sealed afresh"
+        );
+
+        // Another push (the vectors' JSON push has the XML one's MsgId: the same push).
+        let document = text_push_document("json", "hello", 31);
+        let answers = thrice(addr, || {
+            push(
+                Method::POST,
+                &case.plain_query(),
+                TestBody::whole(document.clone()),
+            )
+        })
+        .await;
+        assert_eq!(app.calls.get(), 2);
+        for answer in &answers {
+            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(
+                answer.body,
+                text_reply("json", "once: hello", case.timestamp())
+            );
+        }
+    }
+
+    /// With dedupe, a handler that writes its own reply document runs once; its reply is
+    /// recorded and given to the duplicates, sealed for each in safe mode.
+    #[tokio::test]
+    async fn dedupe_runs_a_raw_handler_once() {
+        let case = Case::new(0);
+        let log = Log::default();
+        let serve = || {
+            let layer = case
+                .layer()
+                .dedupe(MemoryDedupeStore::new(100))
+                .pass_through();
+            let router = Router::new()
+                .route("/wechat", post(own_reply).layer(layer))
+                .with_state(log.clone());
+            serve_axum(router)
+        };
+        // One store per format: the vectors' XML and JSON pushes share a MsgId.
+        for format in ["xml", "json"] {
+            let addr = serve().await;
+            for answer in thrice(addr, || safe_push(&case, format)).await {
+                assert_eq!(
+                    open_sealed(&case, format, &answer),
+                    text_reply(format, BY_HAND, 1)
+                );
+            }
+            assert_eq!(log.take(), [saw_document(&case, format)], "once");
+        }
+        let addr = serve().await;
+        let document = text_push_document("xml", "plaintext, thrice", 11);
+        let answers = thrice(addr, || {
+            push(
+                Method::POST,
+                &case.plain_query(),
+                TestBody::whole(document.clone()),
+            )
+        })
+        .await;
+        for answer in answers {
+            assert_eq!(
+                (answer.status, answer.body.as_str()),
+                (StatusCode::OK, text_reply("xml", BY_HAND, 1).as_str())
+            );
+        }
+        assert_eq!(log.take().len(), 1);
+    }
+
+    /// Writes its own reply after 300 ms.
+    async fn slow_own_reply(state: State<Log>, headers: HeaderMap, body: String) -> String {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        own_reply(state, headers, body).await
+    }
+
+    /// Three deliveries at once: the duplicates wait for the first one's reply.
+    #[tokio::test]
+    async fn dedupe_makes_concurrent_duplicates_wait() {
+        let case = Case::new(0);
+        let log = Log::default();
+        let layer = case
+            .layer()
+            .dedupe(MemoryDedupeStore::new(100))
+            .pass_through();
+        let router = Router::new()
+            .route("/wechat", post(slow_own_reply).layer(layer))
+            .with_state(log.clone());
+        let addr = serve_axum(router).await;
+        let delivery = || fetch(addr, safe_push(&case, "json"));
+        let (a, b, c) = tokio::join!(delivery(), delivery(), delivery());
+        for answer in [a, b, c] {
+            assert_eq!(
+                open_sealed(&case, "json", &answer),
+                text_reply("json", BY_HAND, 1)
+            );
+        }
+        assert_eq!(log.take(), [saw_document(&case, "json")], "once");
+    }
+
+    /// A push answered `ok` (a 200 that is not a reply document) in safe mode: the first
+    /// delivery gets `ok` as it is, and so must its duplicates (the docs: a duplicate is
+    /// "answered with its body"). Dedupe records the body as `Reply::Document`, which the
+    /// duplicates get sealed.
+    #[ignore = "BUG: with dedupe in safe mode, the duplicates of a push answered 200 `ok` get \
+                `ok` sealed (application/xml, <Encrypt>…) while the first delivery got `ok` in \
+                clear"]
+    #[tokio::test]
+    async fn dedupe_gives_duplicates_an_untouched_answer_as_it_was() {
+        let case = Case::new(0);
+        let calls = Counter::default();
+        let layer = case
+            .layer()
+            .dedupe(MemoryDedupeStore::new(100))
+            .pass_through();
+        let router = Router::new()
+            .route(
+                "/wechat",
+                post(|State(calls): State<Counter>| async move {
+                    calls.hit();
+                    "ok"
+                })
+                .layer(layer),
+            )
+            .with_state(calls.clone());
+        let addr = serve_axum(router).await;
+        let answers = thrice(addr, || safe_push(&case, "xml")).await;
+        assert_eq!(calls.get(), 1);
+        assert_eq!(
+            (answers[0].status, answers[0].body.as_str()),
+            (StatusCode::OK, "ok"),
+            "the first delivery: as the handler answered"
+        );
+        for answer in &answers[1..] {
+            assert_eq!(
+                (answer.status, answer.body.as_str()),
+                (StatusCode::OK, "ok"),
+                "a duplicate: {answer:?}"
+            );
+        }
+    }
+
+    /// Fails its first call with a 500, then replies.
+    async fn fails_first(State(calls): State<Counter>, msg: Message) -> Response {
+        calls.hit();
+        if calls.get() == 1 {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response();
+        }
+        match msg.kind() {
+            Kind::Text { content, .. } => Reply::text(format!("handled {content}")),
+            _ => Reply::Success,
+        }
+        .into_response()
+    }
+
+    /// A handler answering 500 did not handle the push: dedupe releases it, and WeChat's
+    /// retry is handled again (then recorded).
+    #[tokio::test]
+    async fn dedupe_hands_a_failed_push_to_the_retry() {
+        let case = Case::new(0);
+        for format in ["xml", "json"] {
+            let calls = Counter::default();
+            let layer = case
+                .layer()
+                .dedupe(MemoryDedupeStore::new(100))
+                .pass_through();
+            let router = Router::new()
+                .route("/wechat", post(fails_first).layer(layer))
+                .with_state(calls.clone());
+            let addr = serve_axum(router).await;
+            let answers = thrice(addr, || safe_push(&case, format)).await;
+            assert_eq!(
+                (answers[0].status, answers[0].body.as_str()),
+                (StatusCode::INTERNAL_SERVER_ERROR, "try again"),
+                "{format}"
+            );
+            for answer in &answers[1..] {
+                assert_eq!(
+                    open_sealed(&case, format, answer),
+                    text_reply(format, "handled hello", case.timestamp())
+                );
+            }
+            assert_eq!(
+                calls.get(),
+                2,
+                "{format}: the retry handled, the third recorded"
+            );
+        }
+    }
+
+    #[derive(Clone)]
+    struct Late {
+        calls: Counter,
+        finished: mpsc::UnboundedSender<String>,
+    }
+
+    /// Takes a second over a push that says `slow`, and reports when done.
+    async fn late(State(late): State<Late>, msg: Message) -> Reply {
+        late.calls.hit();
+        let Kind::Text { content, .. } = msg.kind() else {
+            return Reply::Success;
+        };
+        if content == "slow" {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        late.finished.send(content.clone()).unwrap();
+        Reply::text(format!("handled {content}"))
+    }
+
+    /// With an ack deadline, a slow handler's push is answered `success` (in clear) at the
+    /// deadline and the handler still finishes; a fast one gets its reply. With dedupe too, a
+    /// retry while the handler runs gets `success` without running it again.
+    #[tokio::test]
+    async fn the_ack_deadline_answers_success_and_lets_the_handler_finish() {
+        let case = Case::new(0);
+        let (finished, mut done) = mpsc::unbounded_channel();
+        let state = Late {
+            calls: Counter::default(),
+            finished,
+        };
+        let layer = case
+            .layer()
+            .pass_through()
+            .dedupe(MemoryDedupeStore::new(100))
+            .ack_deadline(Duration::from_millis(100));
+        let router = Router::new()
+            .route("/wechat", post(late).layer(layer))
+            .with_state(state.clone());
+        let addr = serve_axum(router).await;
+
+        let slow = text_push_document("xml", "slow", 21);
+        let started = std::time::Instant::now();
+        let answer = fetch(addr, seal_push(&case, "xml", &slow)).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "success")
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "at the deadline"
+        );
+        let retry = fetch(addr, seal_push(&case, "xml", &slow)).await;
+        assert_eq!(retry.body, "success");
+        let finished = tokio::time::timeout(PATIENCE, done.recv()).await.unwrap();
+        assert_eq!(finished.as_deref(), Some("slow"), "the handler finished");
+        assert_eq!(state.calls.get(), 1, "the retry did not run it again");
+
+        let fast = text_push_document("json", "fast", 22);
+        let answer = fetch(addr, seal_push(&case, "json", &fast)).await;
+        assert_eq!(
+            open_sealed(&case, "json", &answer),
+            text_reply("json", "handled fast", case.timestamp())
+        );
+        assert_eq!(done.recv().await.as_deref(), Some("fast"));
+    }
+
+    /// With a replay guard (and dedupe), the same query with another body is 401; with the
+    /// same body it is a duplicate, answered by dedupe.
+    #[tokio::test]
+    async fn the_replay_guard_refuses_another_body_for_a_query() {
+        let case = Case::new(0);
+        let app = App::new("guarded: ");
+        let layer = case
+            .layer()
+            .replay_guard(MemoryReplayStore::new(100))
+            .dedupe(MemoryDedupeStore::new(100))
+            .pass_through();
+        let router = Router::new()
+            .route("/wechat", post(on_push).layer(layer))
+            .with_state(app.clone());
+        let addr = serve_axum(router).await;
+        let genuine = s(case.format("xml"), "plaintext").to_owned();
+        let forged = genuine.replace("hello", "forged");
+        let expected = text_reply("xml", "guarded: hello", case.timestamp());
+
+        assert_eq!(
+            post_to(addr, &case.plain_query(), &genuine).await.body,
+            expected
+        );
+        let refused = post_to(addr, &case.plain_query(), &forged).await;
+        assert_eq!(
+            (refused.status, refused.body.as_str()),
+            (StatusCode::UNAUTHORIZED, "replayed signature")
+        );
+        assert_eq!(
+            post_to(addr, &case.plain_query(), &genuine).await.body,
+            expected
+        );
+        assert_eq!(app.calls.get(), 1);
     }
 }
