@@ -1602,6 +1602,47 @@ async fn safe_mode_seals_only_reply_documents() {
     );
 }
 
+/// In safe mode a 200 is read to be sealed: a body that fails midway is a 500, not a
+/// truncated answer; any other status is not read and passes through.
+#[tokio::test]
+async fn safe_mode_answers_500_for_a_200_body_that_fails() {
+    let case = Case::new(0);
+    let svc = service_fn(|req: Request<wechat_push::ResponseBody>| async move {
+        let status = if req.uri().path() == "/accepted" {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        let mut res = http::Response::new(TestBody::Fails);
+        *res.status_mut() = status;
+        Ok::<_, Infallible>(res)
+    });
+    let answer = call(
+        case.layer().pass_through().layer(svc),
+        safe_push(&case, "xml"),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the handler's response body failed"
+        )
+    );
+    let res = case
+        .layer()
+        .pass_through()
+        .layer(svc)
+        .oneshot(to_path(safe_push(&case, "xml"), "/accepted"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert!(
+        res.into_body().collect().await.is_err(),
+        "the handler's own body"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. In front of other services.
 
