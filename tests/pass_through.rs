@@ -1,6 +1,13 @@
 //! Pass-through mode (issue 13): the WeChat layer in front of ordinary axum handlers, routers
 //! and HTTP services, behind real servers on 127.0.0.1 driven by a real HTTP client, and
 //! compared with the typed mode answering the same requests.
+//!
+//! The sections follow issue 13's list: 1. the rejection table, 2. real servers, 3. answers
+//! passed through untouched, 4. the same answers as the typed mode, 5. other services in
+//! front of which the layer goes, 6. the retry options, 7. the extractors without the layer.
+//! Tests of handlers taking `Message`/`PushInfo` or returning `Reply` need the `axum` feature,
+//! the retry options `tokio`, the trace layer's callbacks `tracing` (CI runs them all with
+//! `--all-features`); the rest runs with any features.
 
 mod common;
 
@@ -151,6 +158,50 @@ fn safe_push(case: &Case, format: &str) -> Request<TestBody> {
     push(Method::POST, s(f, "query"), TestBody::whole(body))
 }
 
+/// The user of the vectors' pushes, and the account they were sent to.
+const OPENID: &str = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY";
+const ACCOUNT: &str = "gh_97417a04a28d";
+
+/// `case`'s key sealing `document` into a safe-mode push in `format`, signed for `case`'s
+/// timestamp and nonce: a push of any content, as WeChat would send it.
+fn seal_push(case: &Case, format: &str, document: &str) -> Request<TestBody> {
+    let encrypt = crypto::encrypt(&case.key(), document.as_bytes(), case.appid()).unwrap();
+    let ts = case.timestamp().to_string();
+    let msg_signature = signature::sign_message(case.token(), &ts, case.nonce(), &encrypt);
+    let query = format!(
+        "{}&openid={OPENID}&encrypt_type=aes&msg_signature={msg_signature}",
+        case.plain_query()
+    );
+    let body = match format {
+        "xml" => format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        ),
+        _ => format!(r#"{{"ToUserName":"{ACCOUNT}","Encrypt":"{encrypt}"}}"#),
+    };
+    push(Method::POST, &query, TestBody::whole(body))
+}
+
+/// A text push from the vectors' user, in `format`, with this content and `MsgId`.
+fn text_push_document(format: &str, content: &str, msg_id: u64) -> String {
+    match format {
+        "xml" => format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName><CreateTime>1714200000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+        ),
+        _ => format!(
+            r#"{{"ToUserName":"{ACCOUNT}","FromUserName":"{OPENID}","CreateTime":1714200000,"MsgType":"text","Content":"{content}","MsgId":{msg_id}}}"#
+        ),
+    }
+}
+
+/// `req`, sent to `path` instead of `/wechat` (same query, same body).
+fn to_path(req: Request<TestBody>, path: &str) -> Request<TestBody> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = format!("{path}?{}", parts.uri.query().unwrap_or(""))
+        .parse()
+        .unwrap();
+    Request::from_parts(parts, body)
+}
+
 /// What came back: the parts these tests compare.
 #[derive(Clone, Debug, PartialEq)]
 struct Answer {
@@ -217,15 +268,6 @@ async fn fetch(addr: SocketAddr, req: Request<TestBody>) -> Answer {
         .expect("an answer in time")
         .expect("an answer");
     Answer::read(res).await
-}
-
-/// Sends a signed POST with `body` to `/wechat?{query}` on `addr`.
-async fn post_to(addr: SocketAddr, query: &str, body: &str) -> Answer {
-    fetch(
-        addr,
-        push(Method::POST, query, TestBody::whole(body.to_owned())),
-    )
-    .await
 }
 
 /// Calls `svc` in process (no server): the answer with its extensions.
@@ -775,10 +817,6 @@ mod outside_a_runtime {
 // ---------------------------------------------------------------------------------------------
 // Replies, and handlers that write their own.
 
-/// The user of the vectors' pushes, and the account they were sent to.
-const OPENID: &str = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY";
-const ACCOUNT: &str = "gh_97417a04a28d";
-
 /// A text reply to the vectors' user, in `format`, written out by hand.
 fn text_reply(format: &str, content: &str, create_time: u64) -> String {
     match format {
@@ -1135,6 +1173,9 @@ mod extractors {
         );
     }
 
+    // -----------------------------------------------------------------------------------------
+    // 4. The same answers as the typed mode.
+
     /// Echoes text, as `common::echo` does in the typed mode.
     async fn echo_text(msg: Message) -> Reply {
         match msg.kind() {
@@ -1263,43 +1304,10 @@ mod extractors {
     }
 }
 
-/// `case`'s key sealing `document` into a safe-mode push in `format`, signed for `case`'s
-/// timestamp and nonce: a push of any content, as WeChat would send it.
-fn seal_push(case: &Case, format: &str, document: &str) -> Request<TestBody> {
-    let encrypt = crypto::encrypt(&case.key(), document.as_bytes(), case.appid()).unwrap();
-    let ts = case.timestamp().to_string();
-    let msg_signature = signature::sign_message(case.token(), &ts, case.nonce(), &encrypt);
-    let query = format!(
-        "{}&openid={OPENID}&encrypt_type=aes&msg_signature={msg_signature}",
-        case.plain_query()
-    );
-    let body = match format {
-        "xml" => format!(
-            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
-        ),
-        _ => format!(r#"{{"ToUserName":"{ACCOUNT}","Encrypt":"{encrypt}"}}"#),
-    };
-    push(Method::POST, &query, TestBody::whole(body))
-}
-
-/// A text push from the vectors' user, in `format`, with this content and `MsgId`.
-fn text_push_document(format: &str, content: &str, msg_id: u64) -> String {
-    match format {
-        "xml" => format!(
-            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName><CreateTime>1714200000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
-        ),
-        _ => format!(
-            r#"{{"ToUserName":"{ACCOUNT}","FromUserName":"{OPENID}","CreateTime":1714200000,"MsgType":"text","Content":"{content}","MsgId":{msg_id}}}"#
-        ),
-    }
-}
-
 /// tower and tower-http layers around the WeChat layer, and between it and the handler (the
 /// trace layer's callbacks take a `tracing::Span`: feature `tracing`).
 #[cfg(feature = "tracing")]
 mod tower_layers {
-    use std::future::Future;
-
     use super::*;
 
     /// How many handlers run at once, and the most that ever did.
@@ -1347,21 +1355,12 @@ mod tower_layers {
 
     /// Three plaintext pushes at once; each must get the handler's reply.
     async fn three_at_once(addr: SocketAddr, case: &Case) {
-        let answers = futures_join3(
-            fetch(addr, plain_push(case, "xml")),
-            fetch(addr, plain_push(case, "xml")),
-            fetch(addr, plain_push(case, "xml")),
-        )
-        .await;
-        for answer in answers {
+        let delivery = || fetch(addr, plain_push(case, "xml"));
+        let (a, b, c) = tokio::join!(delivery(), delivery(), delivery());
+        for answer in [a, b, c] {
             assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
             assert_eq!(answer.body, text_reply("xml", BY_HAND, 1));
         }
-    }
-
-    async fn futures_join3<A: Future>(a: A, b: A, c: A) -> [A::Output; 3] {
-        let (a, b, c) = tokio::join!(a, b, c);
-        [a, b, c]
     }
 
     /// Timeout, concurrency limit and trace layers outside the WeChat layer: the limit holds, a
@@ -1480,15 +1479,6 @@ mod tower_layers {
             ]
         );
     }
-}
-
-/// `req`, sent to `path` instead of `/wechat` (same query, same body).
-fn to_path(req: Request<TestBody>, path: &str) -> Request<TestBody> {
-    let (mut parts, body) = req.into_parts();
-    parts.uri = format!("{path}?{}", parts.uri.query().unwrap_or(""))
-        .parse()
-        .unwrap();
-    Request::from_parts(parts, body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1853,6 +1843,15 @@ mod retries {
 
     use super::extractors::{on_push, App};
     use super::*;
+
+    /// Sends a signed POST with `body` to `/wechat?{query}` on `addr`.
+    async fn post_to(addr: SocketAddr, query: &str, body: &str) -> Answer {
+        fetch(
+            addr,
+            push(Method::POST, query, TestBody::whole(body.to_owned())),
+        )
+        .await
+    }
 
     /// Three deliveries of the same push, one after the other.
     async fn thrice(addr: SocketAddr, push: impl Fn() -> Request<TestBody>) -> Vec<Answer> {
