@@ -1619,18 +1619,18 @@ async fn safe_mode_answers_500_for_a_200_body_that_fails() {
             "the handler's response body failed"
         )
     );
-    let res = case
+    let accepted = case
         .layer()
         .pass_through()
         .layer(svc)
-        .oneshot(to_path(safe_push(&case, "xml"), "/accepted"))
+        .oneshot(to_path(safe_push(&case, "xml"), "/accepted"));
+    let res = tokio::time::timeout(PATIENCE, accepted)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    assert!(
-        res.into_body().collect().await.is_err(),
-        "the handler's own body"
-    );
+    let body = tokio::time::timeout(PATIENCE, res.into_body().collect()).await;
+    assert!(body.unwrap().is_err(), "the handler's own body");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2141,7 +2141,8 @@ mod retries {
             open_sealed(&case, "json", &answer),
             text_reply("json", "handled fast", case.timestamp())
         );
-        assert_eq!(done.recv().await.as_deref(), Some("fast"));
+        let finished = tokio::time::timeout(PATIENCE, done.recv()).await.unwrap();
+        assert_eq!(finished.as_deref(), Some("fast"));
     }
 
     /// With a replay guard (and dedupe), the same query with another body is 401; with the
