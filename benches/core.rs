@@ -27,9 +27,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Service, ServiceExt};
+use wechat_push::body::Body as LayerBody;
 use wechat_push::crypto::EncodingAesKey;
 use wechat_push::message::Kind;
-use wechat_push::{signature, Format, Message, Reply, ResponseBody, WechatLayer};
+use wechat_push::{signature, Format, Message, Reply, WechatLayer};
 
 const TOKEN: &str = "benchtoken";
 const APPID: &str = "wx1234567890abcdef";
@@ -130,7 +131,7 @@ fn poll_once<F: Future>(future: F) -> F::Output {
 }
 
 /// The body of `res`.
-fn text(res: Response<ResponseBody>) -> String {
+fn text(res: Response<LayerBody>) -> String {
     let body = poll_once(res.into_body().collect()).unwrap().to_bytes();
     String::from_utf8(body.to_vec()).unwrap()
 }
@@ -141,9 +142,9 @@ fn bench_layer<S>(
     name: &str,
     svc: &S,
     push: &Push,
-    check: impl Fn(Response<ResponseBody>) -> String,
+    check: impl Fn(Response<LayerBody>) -> String,
 ) where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResponseBody>, Error = Infallible> + Clone,
+    S: Service<Request<Full<Bytes>>, Response = Response<LayerBody>, Error = Infallible> + Clone,
 {
     let body = check(poll_once(svc.clone().oneshot(push.request())).unwrap());
     assert!(!body.is_empty(), "{name}");
@@ -176,14 +177,14 @@ fn benches(c: &mut Criterion) {
             _ => Reply::Success,
         }))
     }));
-    let success = |res: Response<ResponseBody>| {
+    let success = |res: Response<LayerBody>| {
         assert_eq!(res.status(), 200);
         let body = text(res);
         assert_eq!(body, "success");
         body
     };
     for (name, format) in [("xml", Format::Xml), ("json", Format::Json)] {
-        let sealed = |res: Response<ResponseBody>| {
+        let sealed = |res: Response<LayerBody>| {
             assert_eq!(res.status(), 200);
             assert_eq!(res.headers()["content-type"], format.content_type());
             let body = text(res);

@@ -18,10 +18,6 @@ use http_body_util::Full;
 #[derive(Debug, Clone, Default)]
 pub struct Body(Full<Bytes>);
 
-/// The former name of [`Body`], kept while code outside this module still spells it so.
-#[doc(hidden)]
-pub use self::Body as ResponseBody;
-
 impl Body {
     pub(crate) fn new(bytes: Bytes) -> Self {
         Body(Full::new(bytes))

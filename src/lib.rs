@@ -26,9 +26,7 @@ pub use retry::{deadline, dedupe};
 
 use protocol::{endpoint, random, rejection};
 
-// The former name of `body::Body`, until the middleware and the benches spell the new one.
 #[doc(hidden)]
-pub use body::ResponseBody;
 pub use codec::Format;
 pub use crypto::{EncodingAesKey, KeyRing};
 pub use endpoint::{

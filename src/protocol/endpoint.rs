@@ -267,7 +267,8 @@ impl Endpoint {
     }
 
     /// The answer to a push: the clear reply document, or the sealed envelope when the push
-    /// was encrypted; acknowledgements (`success`, empty) always in clear.
+    /// was encrypted; acknowledgements (`success`, empty), and a [`Reply::Document`] that is
+    /// not a reply document (`<xml…` or `{…`), always in clear.
     ///
     /// Fails only when the operating system's random source fails while sealing
     /// ([`Rejection::Random`]).
@@ -277,6 +278,15 @@ impl Endpoint {
                 body: Bytes::from_static(ack),
                 content_type: TEXT_PLAIN,
             });
+        }
+        if let Reply::Document(text) = reply {
+            if !is_document(text) {
+                // Not a reply document: nothing to seal, sent as it is.
+                return Ok(Answer {
+                    body: text.clone(),
+                    content_type: TEXT_PLAIN,
+                });
+            }
         }
         let now = self.now();
         let body = match (to.key, &self.keys) {
@@ -295,6 +305,17 @@ impl Endpoint {
 }
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// Whether `body` is a reply document (`<xml…` or `{…`, after leading white space): what is
+/// sealed for an encrypted push. Anything else (`ok`, `success`) is sent as it is.
+pub(crate) fn is_document(body: &[u8]) -> bool {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    let body = &body[start..];
+    body.starts_with(b"<xml") || body.starts_with(b"{")
+}
 
 /// A query that passed [`Endpoint::check`].
 #[derive(Debug)]

@@ -20,7 +20,7 @@ pub use pass_body::PassBody;
 use super::mode::Mode;
 use super::response;
 use crate::body;
-use crate::endpoint::{Endpoint, ReplyTo};
+use crate::endpoint::{is_document, Endpoint, ReplyTo};
 use crate::reply::Reply;
 
 /// The pass-through mode, chosen with [`WechatLayer::pass_through`](crate::WechatLayer::pass_through).
@@ -39,16 +39,6 @@ pub enum PassOutcome<B> {
     Response(Response<B>),
     /// The handler's 200 body could not be read, or was over the body limit.
     Broken(&'static str),
-}
-
-/// Whether a 200 body is a reply document: sealed in safe mode.
-fn is_document(body: &[u8]) -> bool {
-    let start = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(body.len());
-    let body = &body[start..];
-    body.starts_with(b"<xml") || body.starts_with(b"{")
 }
 
 impl<B: Send + 'static> crate::retry::Outcome for PassOutcome<B> {

@@ -76,8 +76,9 @@ pub enum Reply {
     /// Articles (WeChat shows one when answering a user's message).
     News(Vec<Article>),
     /// A reply document the handler wrote itself, in the push's format (`<xml>…</xml>` or a
-    /// JSON object): sent as it is, or sealed when the push was encrypted. What pass-through
-    /// handlers that write their own reply XML answer, and how dedupe records them.
+    /// JSON object): sent as it is, or sealed when the push was encrypted. A body that is not
+    /// a reply document (`ok`) is always sent as it is, as `text/plain`. What pass-through
+    /// handlers that write their own reply XML answer, and how dedupe records their 200s.
     Document(Bytes),
 }
 
