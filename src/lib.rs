@@ -26,7 +26,6 @@ pub use retry::{deadline, dedupe};
 
 use protocol::{endpoint, random, rejection};
 
-#[doc(hidden)]
 pub use codec::Format;
 pub use crypto::{EncodingAesKey, KeyRing};
 pub use endpoint::{
