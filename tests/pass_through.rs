@@ -27,10 +27,8 @@ use common::*;
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tower::{service_fn, ServiceExt};
 use wechat_push::replay::{MemoryReplayStore, ReplayStore, Seen};
@@ -48,37 +46,6 @@ async fn serve_axum(router: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
-/// Serves any HTTP service with hyper (through `TowerToHyperService`) on a fresh loopback
-/// port until the test ends.
-async fn serve_with_hyper<S, B>(svc: S) -> SocketAddr
-where
-    S: tower::Service<
-            Request<hyper::body::Incoming>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let svc = TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
     addr
 }
 
@@ -1731,7 +1698,7 @@ async fn in_front_of_a_handler_service() {
 
     let case = Case::new(0);
     let log = Log::default();
-    let addr = serve_with_hyper(
+    let addr = serve_hyper(
         case.layer()
             .pass_through()
             .layer(own_reply.with_state(log.clone())),
@@ -1757,7 +1724,7 @@ async fn in_front_of_a_handler_service() {
     );
 
     let stateless = |body: String| async move { body.replace("hello", "echoed") };
-    let addr = serve_with_hyper(case.layer().pass_through().layer(stateless.into_service())).await;
+    let addr = serve_hyper(case.layer().pass_through().layer(stateless.into_service())).await;
     let answer = fetch(addr, safe_push(&case, "json")).await;
     assert_eq!(
         open_sealed(&case, "json", &answer),
@@ -1804,7 +1771,7 @@ async fn in_front_of_a_service_fn() {
             }
         }
     });
-    let addr = serve_with_hyper(case.layer().pass_through().layer(svc)).await;
+    let addr = serve_hyper(case.layer().pass_through().layer(svc)).await;
     for format in ["xml", "json"] {
         let answer = fetch(addr, plain_push(&case, format)).await;
         assert_eq!(

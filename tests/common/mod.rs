@@ -220,17 +220,20 @@ impl Counter {
     }
 }
 
-/// Serves `svc` with hyper on a fresh loopback port until the test ends.
-pub async fn serve_hyper<S>(svc: S) -> SocketAddr
+/// Serves `svc` (any HTTP service: typed mode's, pass-through mode's) with hyper on a fresh
+/// loopback port until the test ends.
+pub async fn serve_hyper<S, B>(svc: S) -> SocketAddr
 where
     S: tower::Service<
             Request<hyper::body::Incoming>,
-            Response = http::Response<wechat_push::body::Body>,
+            Response = http::Response<B>,
             Error = Infallible,
         > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
