@@ -365,6 +365,15 @@ async fn past_the_backoff() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
 }
 
+/// Once the token endpoint has recovered and the back-off has passed, the next send fetches
+/// one new token (the second in all) and goes out with it.
+async fn sends_after_the_backoff_with_one_more_fetch(mock: &Mock, client: &Client) {
+    past_the_backoff().await;
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 2);
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+}
+
 /// Starts `n` sends at once and waits for all of them; panics if they are not all done
 /// within `bound` (a bound on a hang, not a measure of speed).
 async fn sends_at_once(client: &Client, n: usize, bound: Duration) -> Vec<Result<(), Error>> {
@@ -406,10 +415,7 @@ async fn a_failed_token_fetch_is_shared_with_every_waiting_caller() {
 
     // The endpoint recovers: after the back-off, the next send fetches once and succeeds.
     down.store(false, Ordering::SeqCst);
-    past_the_backoff().await;
-    client.send_text("OPENID", "hi").await.unwrap();
-    assert_eq!(mock.count(TOKEN), 2);
-    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+    sends_after_the_backoff_with_one_more_fetch(&mock, &client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -436,10 +442,7 @@ async fn a_hanging_token_fetch_times_out_once_for_every_waiting_caller() {
     assert_eq!(mock.count(SEND), 0);
 
     down.store(false, Ordering::SeqCst);
-    past_the_backoff().await;
-    client.send_text("OPENID", "hi").await.unwrap();
-    assert_eq!(mock.count(TOKEN), 2);
-    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+    sends_after_the_backoff_with_one_more_fetch(&mock, &client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -498,10 +501,7 @@ async fn after_a_failed_fetch_calls_get_its_error_until_the_backoff_passes() {
     assert_eq!(mock.count(TOKEN), 1);
     assert_eq!(mock.count(SEND), 0);
     // After it, the next send fetches once and succeeds.
-    past_the_backoff().await;
-    client.send_text("OPENID", "hi").await.unwrap();
-    assert_eq!(mock.count(TOKEN), 2);
-    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+    sends_after_the_backoff_with_one_more_fetch(&mock, &client).await;
 }
 
 #[tokio::test]
