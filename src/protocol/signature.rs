@@ -89,6 +89,17 @@ pub fn sign_message(token: &str, timestamp: &str, nonce: &str, encrypt: &str) ->
     ])
 }
 
+/// [`sign_message`] over bytes the crate wrote itself (digits, base64), which need no UTF-8
+/// check.
+pub(crate) fn sign_message_bytes(
+    token: &[u8],
+    timestamp: &[u8],
+    nonce: &[u8],
+    encrypt: &[u8],
+) -> Signature {
+    digest_sorted([token, timestamp, nonce, encrypt])
+}
+
 /// Checks a received `signature` (hex, any case) in constant time.
 pub fn verify(signature: &str, token: &str, timestamp: &str, nonce: &str) -> bool {
     sign(token, timestamp, nonce).matches_hex(signature)

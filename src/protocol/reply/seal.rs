@@ -98,8 +98,7 @@ impl<'a> Sealer<'a> {
         out.extend_from_slice(open);
         let start = out.len();
         STANDARD.encode_append(cipher, &mut out);
-        let encrypt = std::str::from_utf8(&out[start..]).expect("base64 is ASCII");
-        let sig = signature::sign_message(self.token, ts, nonce, encrypt);
+        let sig = signature::sign_message_bytes(self.token.as_bytes(), ts, nonce, &out[start..]);
         out.extend_from_slice(close);
         envelope_tail(&mut out, self.format, &sig, ts, nonce);
         out
@@ -119,33 +118,33 @@ pub fn envelope(
 ) -> Vec<u8> {
     let mut digits = itoa_buf();
     let ts = fmt_u64(&mut digits, timestamp);
-    let sig = signature::sign_message(token, ts, nonce, encrypt);
+    let sig =
+        signature::sign_message_bytes(token.as_bytes(), ts, nonce.as_bytes(), encrypt.as_bytes());
     let mut out = Vec::with_capacity(encrypt.len() + 160);
     match format {
         Format::Xml => {
             out.extend_from_slice(b"<xml>\n<Encrypt>");
-            cdata(&mut out, encrypt);
+            cdata(&mut out, encrypt.as_bytes());
             out.extend_from_slice(b"</Encrypt>");
         }
         Format::Json => {
             out.extend_from_slice(b"{\"Encrypt\":");
-            json_string(&mut out, encrypt);
+            json_string(&mut out, encrypt.as_bytes());
         }
     }
-    envelope_tail(&mut out, format, &sig, ts, nonce);
+    envelope_tail(&mut out, format, &sig, ts, nonce.as_bytes());
     out
 }
 
 /// The envelope after `Encrypt`: signature, timestamp, nonce, end of document.
-fn envelope_tail(out: &mut Vec<u8>, format: Format, sig: &Signature, ts: &str, nonce: &str) {
-    let sig = sig.to_hex();
-    let sig = std::str::from_utf8(&sig).unwrap_or_default();
+fn envelope_tail(out: &mut Vec<u8>, format: Format, sig: &Signature, ts: &[u8], nonce: &[u8]) {
+    let sig = &sig.to_hex();
     match format {
         Format::Xml => {
             out.extend_from_slice(b"\n<MsgSignature>");
             cdata(out, sig);
             out.extend_from_slice(b"</MsgSignature>\n<TimeStamp>");
-            out.extend_from_slice(ts.as_bytes());
+            out.extend_from_slice(ts);
             out.extend_from_slice(b"</TimeStamp>\n<Nonce>");
             cdata(out, nonce);
             out.extend_from_slice(b"</Nonce>\n</xml>");
@@ -154,7 +153,7 @@ fn envelope_tail(out: &mut Vec<u8>, format: Format, sig: &Signature, ts: &str, n
             out.extend_from_slice(b",\"MsgSignature\":");
             json_string(out, sig);
             out.extend_from_slice(b",\"TimeStamp\":");
-            out.extend_from_slice(ts.as_bytes());
+            out.extend_from_slice(ts);
             out.extend_from_slice(b",\"Nonce\":");
             json_string(out, nonce);
             out.push(b'}');

@@ -44,23 +44,23 @@ fn in_place_sealing_matches_the_public_steps() {
 #[test]
 fn cdata_splits_terminators() {
     let mut out = Vec::new();
-    cdata(&mut out, "a]]>b]]>");
+    cdata(&mut out, b"a]]>b]]>");
     assert_eq!(out, b"<![CDATA[a]]]]><![CDATA[>b]]]]><![CDATA[>]]>");
 }
 
 #[test]
 fn json_escapes_only_what_it_must() {
     let mut out = Vec::new();
-    json_string(&mut out, "你\"\\\n\u{1}/");
+    json_string(&mut out, "你\"\\\n\u{1}/".as_bytes());
     assert_eq!(String::from_utf8(out).unwrap(), "\"你\\\"\\\\\\n\\u0001/\"");
 }
 
 #[test]
 fn formats_numbers() {
     let mut buf = itoa_buf();
-    assert_eq!(fmt_u64(&mut buf, 0), "0");
+    assert_eq!(fmt_u64(&mut buf, 0), b"0");
     let mut buf = itoa_buf();
-    assert_eq!(fmt_u64(&mut buf, u64::MAX), "18446744073709551615");
+    assert_eq!(fmt_u64(&mut buf, u64::MAX), b"18446744073709551615");
 }
 
 // -----------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ impl Writer {
                 if self.comma {
                     self.out.push(b',');
                 }
-                json_string(&mut self.out, name);
+                json_string(&mut self.out, name.as_bytes());
                 self.out.push(b':');
             }
         }
@@ -148,8 +148,8 @@ impl Writer {
     fn text(&mut self, name: &str, value: &str) {
         self.key(name);
         match self.format {
-            Format::Xml => cdata(&mut self.out, value),
-            Format::Json => json_string(&mut self.out, value),
+            Format::Xml => cdata(&mut self.out, value.as_bytes()),
+            Format::Json => json_string(&mut self.out, value.as_bytes()),
         }
         self.end_key(name);
     }
@@ -163,8 +163,7 @@ impl Writer {
     fn number(&mut self, name: &str, value: u64) {
         self.key(name);
         let mut digits = itoa_buf();
-        self.out
-            .extend_from_slice(fmt_u64(&mut digits, value).as_bytes());
+        self.out.extend_from_slice(fmt_u64(&mut digits, value));
         self.end_key(name);
     }
 
@@ -223,24 +222,23 @@ impl Writer {
 }
 
 /// Writes `<![CDATA[text]]>`, splitting any `]]>` in the text so the section cannot end early.
-pub(super) fn cdata(out: &mut Vec<u8>, text: &str) {
+pub(super) fn cdata(out: &mut Vec<u8>, text: &[u8]) {
     out.extend_from_slice(b"<![CDATA[");
     let mut rest = text;
-    while let Some(at) = codec::find_bytes(rest.as_bytes(), b"]]>") {
+    while let Some(at) = codec::find_bytes(rest, b"]]>") {
         // `]]` closes this section, `>` opens the next one.
-        out.extend_from_slice(&rest.as_bytes()[..at + 2]);
+        out.extend_from_slice(&rest[..at + 2]);
         out.extend_from_slice(b"]]><![CDATA[");
         rest = &rest[at + 2..];
     }
-    out.extend_from_slice(rest.as_bytes());
+    out.extend_from_slice(rest);
     out.extend_from_slice(b"]]>");
 }
 
 /// Writes a JSON string: quotes, backslashes and control characters escaped, all other UTF-8
 /// as is (WeChat's samples and SDKs send CJK unescaped).
-pub(super) fn json_string(out: &mut Vec<u8>, text: &str) {
+pub(super) fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    let bytes = text.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -269,8 +267,8 @@ pub(super) fn itoa_buf() -> [u8; 20] {
     [0; 20]
 }
 
-/// Formats `n` in decimal into `buf` without allocating.
-pub(super) fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &str {
+/// Formats `n` in decimal (ASCII digits) into `buf` without allocating.
+pub(super) fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -280,5 +278,5 @@ pub(super) fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &str {
             break;
         }
     }
-    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+    &buf[i..]
 }
