@@ -19,7 +19,7 @@
 //! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired), [`ReplayedSignature`](Rejection::ReplayedSignature) |
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
-//! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime) |
+//! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime), [`UnsupportedReply`](Rejection::UnsupportedReply) |
 //! | 503 Service Unavailable | [`Store`](Rejection::Store) |
 
 use std::fmt;
@@ -80,6 +80,9 @@ pub enum Rejection {
     Store,
     /// The operating system's random source failed while sealing a reply.
     Random,
+    /// The handler's reply does not exist on this endpoint's platform (a music reply on
+    /// WeCom, a news reply to a WeCom robot): a bug in the handler, not in the request.
+    UnsupportedReply,
     /// The retry options ([`dedupe`](crate::WechatLayer::dedupe),
     /// [`ack_deadline`](crate::WechatLayer::ack_deadline)) are on, but the push is not being
     /// served on a Tokio runtime, which they need.
@@ -107,7 +110,9 @@ impl Rejection {
             | Self::BodyRead
             | Self::Malformed(_)
             | Self::Decrypt(_) => StatusCode::BAD_REQUEST,
-            Self::Random | Self::NoRuntime => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Random | Self::NoRuntime | Self::UnsupportedReply => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -126,6 +131,7 @@ impl Rejection {
             Self::ReplayedSignature => "replayed signature",
             Self::Store => "replay store unavailable",
             Self::Random => "could not seal the reply",
+            Self::UnsupportedReply => "the handler's reply does not exist on this platform",
             Self::NoRuntime => "dedupe and the ack deadline need a Tokio runtime",
             Self::MissingSignature(_)
             | Self::Query(_)
