@@ -620,6 +620,35 @@ mod tests {
         assert_eq!(checked, 1 + 5 * 2 + 4);
     }
 
+    /// The platforms' sealing vectors (PLATFORMS.md §5): WeCom's reply (V3, wechatpy), the
+    /// component's reply (V5, the official walkthrough) and WxJava's component crypto (V6).
+    #[test]
+    fn sealing_reproduces_the_platform_vectors() {
+        let v: Value =
+            serde_json::from_str(include_str!("../../tests/data/platforms.json")).unwrap();
+        let s = |v: &Value, key: &str| v[key].as_str().unwrap().to_owned();
+        let cases = [
+            (&v["v3"], &v["v3"]["reply"], s(&v["v3"]["reply"], "random")),
+            (
+                &v["v5"],
+                &v["v5"]["reply"],
+                s(&v["v5"]["reply"], "random_text"),
+            ),
+            (&v["v6"], &v["v6"], s(&v["v6"], "random")),
+        ];
+        for (case, doc, random) in cases {
+            let key = EncodingAesKey::new(&s(case, "encoding_aes_key")).unwrap();
+            let prefix: [u8; 16] = random.as_bytes().try_into().unwrap();
+            let sealed = encrypt_with_prefix(
+                &key,
+                prefix,
+                s(doc, "plaintext").as_bytes(),
+                &s(case, "receive_id"),
+            );
+            assert_eq!(sealed, s(doc, "encrypt"), "{}", s(case, "name"));
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 

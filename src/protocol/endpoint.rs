@@ -450,8 +450,7 @@ impl Endpoint {
         .map_err(Rejection::Malformed)?;
         let (message, key, document) = match envelope {
             Envelope::Plain(message) => {
-                if query.encrypt_type() == EncryptType::Aes || self.platform != Platform::Classic
-                {
+                if query.encrypt_type() == EncryptType::Aes || self.platform != Platform::Classic {
                     return Err(Rejection::MissingEncrypt);
                 }
                 (message, None, Document::Body(body))
@@ -476,9 +475,7 @@ impl Endpoint {
                 let opened = keys.decrypt(&encrypt).map_err(Rejection::Decrypt)?;
                 let plain = opened.as_bytes();
                 let message = match self.platform {
-                    Platform::Classic | Platform::Component => {
-                        codec::decode_message(format, plain)
-                    }
+                    Platform::Classic | Platform::Component => codec::decode_message(format, plain),
                     // WeCom's envelope and document formats are sniffed separately.
                     Platform::WeCom { .. } => {
                         Format::sniff(plain).and_then(|f| codec::decode_message(f, plain))

@@ -78,7 +78,10 @@ impl ComponentEvent {
         }
     }
 
-    pub(super) fn from_doc(info_type: Cow<'_, str>, doc: &mut Doc<'_>) -> Result<Self, DecodeError> {
+    pub(super) fn from_doc(
+        info_type: Cow<'_, str>,
+        doc: &mut Doc<'_>,
+    ) -> Result<Self, DecodeError> {
         let is = |name: &str| info_type.eq_ignore_ascii_case(name);
         Ok(if is("component_verify_ticket") {
             Self::VerifyTicket {

@@ -21,7 +21,7 @@ use crate::codec::{self, DecodeError, Doc, Format};
 /// let Kind::Robot(push) = msg.kind() else { unreachable!() };
 /// assert_eq!(push.msg_id, "CAIQ16HMjQYY/NGagIOAgAMgq4KM0AI=");
 /// assert_eq!(msg.from_user(), "USERID");
-/// assert!(matches!(&push.content, RobotContent::Text { content } if content == "@RobotA hello"));
+/// assert!(matches!(&push.content, RobotContent::Text { content, .. } if content == "@RobotA hello"));
 /// # Ok::<(), wechat_push::codec::DecodeError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +106,11 @@ impl RobotContent {
 }
 
 /// Takes `node.field` as text, keeping the node's other fields.
-fn nested(doc: &mut Doc<'_>, node: &'static str, field: &'static str) -> Result<String, DecodeError> {
+fn nested(
+    doc: &mut Doc<'_>,
+    node: &'static str,
+    field: &'static str,
+) -> Result<String, DecodeError> {
     let mut inner = node_doc(doc.required(node)?, node)?;
     let value = inner.string(field)?;
     keep_rest(doc, node, inner);
