@@ -324,7 +324,9 @@ impl fmt::Display for DecryptError {
             Self::Padding => f.write_str("bad padding after decryption (wrong EncodingAESKey?)"),
             Self::TooShort => f.write_str("decrypted text is shorter than its 20-byte header"),
             Self::MessageLength => f.write_str("decrypted message length runs past the end"),
-            Self::AppIdMismatch => f.write_str("decrypted AppID does not match the configured one"),
+            Self::AppIdMismatch => f.write_str(
+                "decrypted AppID does not match the configured one (the receive id: AppID, CorpID, SuiteID or empty)",
+            ),
             Self::NotUtf8 => f.write_str("decrypted message is not UTF-8"),
         }
     }
