@@ -250,7 +250,9 @@ async fn wecom_xml_pushes_decrypt_and_decode() {
     // V2: a MsgId above 2^53 stays exact; the envelope's AgentID (unsigned) is not read.
     let case = &v["v2"];
     let (q, body) = post_of(case);
-    let body = body.replace("<![CDATA[218]]>", "<![CDATA[999]]>");
+    let body = body
+        .replace("<![CDATA[218]]>", "<![CDATA[999]]>")
+        .replace("<![CDATA[wx5823bf96d3bd56c7]]>", "<![CDATA[wxspoofed]]>");
     let endpoint = wecom(case, corp(case), s(&case["post"], "timestamp"));
     let (status, _, seen) = run(endpoint, request(Method::POST, &q, body), Reply::Success).await;
     assert_eq!(status, StatusCode::OK);
@@ -474,14 +476,22 @@ async fn wecom_acknowledgements_and_unsupported_replies() {
         assert_eq!((status, answer.as_str()), (StatusCode::OK, ""));
     }
     // Music and customer-service transfer are MP/OA replies: a handler bug on WeCom.
-    let music = Reply::Music(reply::Music::new("thumb"));
-    let (status, answer, _) = run(
-        wecom(case, corp(case), ts),
-        request(Method::POST, &q, body.to_owned()),
-        music,
-    )
-    .await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+    for reply in [
+        Reply::Music(reply::Music::new("thumb")),
+        Reply::TransferCustomerService { kf_account: None },
+    ] {
+        let (status, answer, _) = run(
+            wecom(case, corp(case), ts),
+            request(Method::POST, &q, body.to_owned()),
+            reply,
+        )
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+        assert!(
+            answer.contains("does not exist on this platform"),
+            "{answer}"
+        );
+    }
 
     // A third-party app's instruction callback (receive id = SuiteID) is answered `success`.
     let suite = "wwsuite0123456789";
@@ -879,6 +889,18 @@ async fn component_message_url_push_decrypts_with_the_component_keys() {
         Some("hello world")
     );
 
+    // The path is not authenticated: the same push at another authoriser's URL is served
+    // identically (the multi-app routing checks the decrypted ToUserName against it).
+    let elsewhere = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/wx0000000000000000/revice?{}", s(post, "query")))
+        .body(http_body_util::Full::new(Bytes::from(
+            s(post, "body").to_owned(),
+        )))
+        .unwrap();
+    let (status, _, seen) = run(endpoint(), elsewhere, Reply::Success).await;
+    assert_eq!((status, one(&seen)), (StatusCode::OK, msg.clone()));
+
     // The authoriser's AppID (from the path) is not the receive id.
     let wrong = component(case, s(case, "authorizer"), s(post, "timestamp"));
     assert_eq!(
@@ -982,6 +1004,30 @@ async fn component_rejection_table() {
     assert_eq!(
         refused(endpoint(), request(Method::POST, &q, clear)).await,
         Rejection::MissingEncrypt
+    );
+}
+
+#[tokio::test]
+async fn component_get_checks_signature_and_echoes() {
+    let v = platforms();
+    let case = &v["v5"];
+    let (ts, nonce) = ("1715943329", "1590219412");
+    let endpoint = || component(case, s(case, "receive_id"), ts);
+    let q = format!("{}&echostr=hello", plain_query("AAAAA", ts, nonce));
+    let (status, body, _) = run(endpoint(), request(Method::GET, &q, ""), Reply::Success).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    let unsigned = format!("timestamp={ts}&nonce={nonce}&echostr=hello");
+    assert_eq!(
+        refused(endpoint(), request(Method::GET, &unsigned, "")).await,
+        Rejection::MissingSignature("signature")
+    );
+    let wrong = format!(
+        "signature={}&timestamp={ts}&nonce={nonce}&echostr=hello",
+        "0".repeat(40)
+    );
+    assert_eq!(
+        refused(endpoint(), request(Method::GET, &wrong, "")).await,
+        Rejection::BadSignature
     );
 }
 
