@@ -3,26 +3,39 @@
 //! WeChat pushes the ticket to the platform's authorisation-event URL every ten minutes; it
 //! is valid twelve hours, there is no API to fetch it, and without it the platform cannot get
 //! its `component_access_token` (PLATFORMS.md §2.3). A [`TicketStore`] keeps the latest one,
-//! shared by every instance of a service when backed by Redis or a database. The handler
-//! behind a [`component`](crate::Endpoint::component) endpoint hands each push to
-//! [`TicketStore::remember`], and answers with an error when the store fails, so WeChat
-//! pushes the ticket again instead of the ticket being lost:
+//! shared by every instance of a service when backed by Redis or a database.
+//!
+//! Give it to the layer serving the platform's authorisation-event URL with
+//! [`WechatLayer::ticket_store`](crate::WechatLayer::ticket_store): each verified ticket push
+//! is stored before the handler runs, and a store failure is answered 503 without calling
+//! the handler, so WeChat pushes the ticket again instead of it being lost. The handler still
+//! gets the push (as [`ComponentEvent::VerifyTicket`]) and answers `success` (`()`).
 //!
 //! ```
 //! use std::sync::Arc;
-//! use http::{Request, Response, StatusCode};
-//! use wechat_push::{ticket::{MemoryTicketStore, TicketStore}, Message, Reply};
+//! use http::Request;
+//! use tower::service_fn;
+//! use wechat_push::ticket::{MemoryTicketStore, TicketStore};
+//! use wechat_push::{EncodingAesKey, Endpoint, Message, WechatLayer};
 //!
-//! async fn handle(
-//!     tickets: Arc<dyn TicketStore>,
-//!     req: Request<Message>,
-//! ) -> Result<Reply, wechat_push::store::StoreError> {
-//!     // Stores the ticket when this push is one; does nothing otherwise.
-//!     tickets.remember(req.body()).await?;
-//!     Ok(Reply::Success)
-//! }
-//! # let _ = handle;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tickets = Arc::new(MemoryTicketStore::new());
+//! let key = EncodingAesKey::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")?;
+//! let endpoint = Endpoint::component("AAAAA", key, "wx134c8103faa5a59e")?;
+//! let auth_url = WechatLayer::from_endpoint(endpoint)
+//!     .ticket_store(tickets.clone())
+//!     .layer(service_fn(|_: Request<Message>| async { Ok::<_, std::convert::Infallible>(()) }));
+//! # let _ = auth_url;
+//! // Later, to fetch the component_access_token:
+//! let ticket = tickets.get("wx134c8103faa5a59e").await?;
+//! # assert!(ticket.is_none());
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! Without the layer (another framework, pushes from a queue), a handler can do the same
+//! with [`TicketStore::remember`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -94,7 +107,7 @@ impl fmt::Debug for VerifyTicket {
 /// * [`get`](Self::get): the stored ticket (`GET`), or `None`.
 /// * [`set`](Self::set): store `ticket` unless the stored one has a later `create_time` (a
 ///   retried, older push must not replace a newer ticket): a compare-and-set, a small Lua
-///   script. A TTL of [`TICKET_VALIDITY_SECS`] or more is fine.
+///   script, with a TTL of at least [`TICKET_VALIDITY_SECS`].
 pub trait TicketStore: Send + Sync + fmt::Debug {
     /// The latest ticket stored for `component_app_id`.
     fn get<'a>(

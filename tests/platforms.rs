@@ -1122,16 +1122,21 @@ fn ticket_doc(ticket: &str, create_time: u64) -> String {
 }
 
 #[tokio::test]
-async fn component_verify_ticket_is_handed_over_and_stored() {
+async fn the_layer_stores_the_verify_ticket_before_the_handler() {
     let v = platforms();
-    let tickets: Arc<dyn TicketStore> = Arc::new(MemoryTicketStore::new());
-    let store = tickets.clone();
+    let tickets = Arc::new(MemoryTicketStore::new());
+    let seen: Seen = Arc::default();
+    let (record, store) = (seen.clone(), tickets.clone());
     let svc = WechatLayer::from_endpoint(component(&v["v5"], "wx134c8103faa5a59e", "1715943329"))
+        .ticket_store(tickets.clone())
         .layer(service_fn(move |req: Request<Message>| {
-            let store = store.clone();
+            let (record, store) = (record.clone(), store.clone());
             async move {
-                store.remember(req.body()).await?;
-                Ok::<_, StoreError>(Reply::Success)
+                // Stored already when the handler runs.
+                let stored = store.get(req.body().to_user()).await.unwrap();
+                assert!(stored.is_some_and(|t| t.create_time() >= req.body().create_time()));
+                record.lock().unwrap().push(req.into_body());
+                Ok::<_, Infallible>(())
             }
         }));
     for (ticket, at) in [("ticket@@@new", 1715943329), ("ticket@@@old", 1715942729)] {
@@ -1143,6 +1148,13 @@ async fn component_verify_ticket_is_handed_over_and_stored() {
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(body_string(res.into_body()).await, "success");
     }
+    // The handler got both pushes, typed.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(matches!(
+        seen[0].component_event(),
+        Some(ComponentEvent::VerifyTicket { ticket, .. }) if ticket == "ticket@@@new"
+    ));
     // A retried older push does not replace the newer ticket.
     let stored = tickets.get("wx134c8103faa5a59e").await.unwrap().unwrap();
     assert_eq!(
@@ -1153,9 +1165,52 @@ async fn component_verify_ticket_is_handed_over_and_stored() {
         stored.is_valid_at(1715943329 + 11 * 3600) && !stored.is_valid_at(1715943329 + 12 * 3600)
     );
     assert!(!format!("{stored:?}").contains("ticket@@@"));
+}
+
+#[tokio::test]
+async fn other_pushes_leave_the_ticket_store_alone() {
+    let v = platforms();
+    // A store that fails on every call: any use would answer 503.
+    let layer = WechatLayer::from_endpoint(component(&v["v5"], "wx134c8103faa5a59e", "1715943329"))
+        .ticket_store(Arc::new(Down));
+    let authorized = "<xml><AppId>wx134c8103faa5a59e</AppId><CreateTime>1</CreateTime><InfoType>unauthorized</InfoType><AuthorizerAppid>wx2</AuthorizerAppid></xml>";
+    let res = layer
+        .layer(service_fn(echo))
+        .oneshot(component_push(&v, authorized))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_handler_can_store_the_ticket_itself() {
+    let v = platforms();
+    let tickets: Arc<dyn TicketStore> = Arc::new(MemoryTicketStore::new());
+    let store = tickets.clone();
+    let svc = WechatLayer::from_endpoint(component(&v["v5"], "wx134c8103faa5a59e", "1715943329"))
+        .layer(service_fn(move |req: Request<Message>| {
+            let store = store.clone();
+            async move {
+                store.remember(req.body()).await?;
+                Ok::<_, StoreError>(Reply::Success)
+            }
+        }));
+    let res = svc
+        .oneshot(component_push(&v, &ticket_doc("t@@@1", 1715943329)))
+        .await
+        .unwrap();
+    assert_eq!(body_string(res.into_body()).await, "success");
+    let stored = tickets.get("wx134c8103faa5a59e").await.unwrap().unwrap();
+    assert_eq!(stored.value(), "t@@@1");
     // Other pushes are not tickets.
     let other = Message::from_xml(s(&v["v5"]["post"], "decrypted").as_bytes()).unwrap();
     assert!(!tickets.remember(&other).await.unwrap());
+    // The handler's way: a store error is the handler's error.
+    let err = Down
+        .remember(&Message::from_xml(ticket_doc("t", 1).as_bytes()).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "store error: down");
 }
 
 /// A store that fails, as a lost Redis connection would.
@@ -1172,20 +1227,25 @@ impl TicketStore for Down {
 }
 
 #[tokio::test]
-async fn a_ticket_the_store_refuses_is_not_acknowledged() {
+async fn a_ticket_the_store_refuses_is_answered_503_without_the_handler() {
     let v = platforms();
-    let svc = WechatLayer::from_endpoint(component(&v["v5"], "wx134c8103faa5a59e", "1715943329"))
-        .layer(service_fn(|req: Request<Message>| async move {
-            Down.remember(req.body()).await?;
-            Ok::<_, StoreError>(Reply::Success)
-        }));
-    // No `success`: the error reaches the server, which drops the connection, and WeChat
-    // pushes the ticket again.
-    let err = svc
+    let endpoint = component(&v["v5"], "wx134c8103faa5a59e", "1715943329");
+    let res = WechatLayer::from_endpoint(endpoint)
+        .ticket_store(Arc::new(Down))
+        .layer(service_fn(must_not_be_called))
         .oneshot(component_push(&v, &ticket_doc("t", 1715943329)))
         .await
-        .unwrap_err();
-    assert_eq!(err.to_string(), "store error: down");
+        .unwrap();
+    // Not `success`: WeChat pushes the ticket again.
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.extensions().get::<Rejection>(),
+        Some(&Rejection::TicketStore)
+    );
+    assert_eq!(
+        body_string(res.into_body()).await,
+        "ticket store unavailable"
+    );
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
 //! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime), [`UnsupportedReply`](Rejection::UnsupportedReply) |
-//! | 503 Service Unavailable | [`Store`](Rejection::Store) |
+//! | 503 Service Unavailable | [`Store`](Rejection::Store), [`TicketStore`](Rejection::TicketStore) |
 
 use std::fmt;
 use std::time::Duration;
@@ -78,6 +78,9 @@ pub enum Rejection {
     ReplayedSignature,
     /// The replay guard's store failed.
     Store,
+    /// The ticket store (see [`ticket_store`](crate::WechatLayer::ticket_store)) failed to
+    /// keep a `component_verify_ticket`: answered 503 so that WeChat pushes it again.
+    TicketStore,
     /// The operating system's random source failed while sealing a reply.
     Random,
     /// The handler's reply does not exist on this endpoint's platform (a music reply on
@@ -101,7 +104,7 @@ impl Rejection {
             | Self::MissingMsgSignature
             | Self::BadMsgSignature
             | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
-            Self::Store => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store | Self::TicketStore => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Query(_)
             | Self::MissingEchostr
@@ -130,6 +133,7 @@ impl Rejection {
             Self::BodyRead => "could not read the body",
             Self::ReplayedSignature => "replayed signature",
             Self::Store => "replay store unavailable",
+            Self::TicketStore => "ticket store unavailable",
             Self::Random => "could not seal the reply",
             Self::UnsupportedReply => "the handler's reply does not exist on this platform",
             Self::NoRuntime => "dedupe and the ack deadline need a Tokio runtime",
