@@ -1320,8 +1320,14 @@ async fn component_authorisation_events_are_typed() {
 #[test]
 fn receive_ids_are_validated_and_empty_means_empty() {
     let key = || EncodingAesKey::new(ROBOT_KEY).unwrap();
-    assert!(Endpoint::wecom("Token1", key(), ReceiveId::CorpId(String::new())).is_err());
-    assert!(Endpoint::wecom("Token1", key(), ReceiveId::CorpId("ww 1".into())).is_err());
+    for bad in [
+        ReceiveId::CorpId(String::new()),
+        ReceiveId::SuiteId("ww 1".into()),
+    ] {
+        let err = Endpoint::wecom("Token1", key(), bad).unwrap_err();
+        assert_eq!(err, wechat_push::ConfigError::ReceiveId);
+        assert!(err.to_string().contains("ReceiveId::Empty"), "{err}");
+    }
     assert!(Endpoint::component("Token1", key(), "").is_err());
     assert!(Endpoint::wecom("Token1", key(), ReceiveId::Empty).is_ok());
     assert_eq!(ReceiveId::Empty.as_str(), "");
@@ -1341,4 +1347,60 @@ fn receive_ids_are_validated_and_empty_means_empty() {
         Endpoint::wecom("Secret123", key(), ReceiveId::Empty).unwrap()
     )
     .contains("Secret123"));
+}
+
+/// A WeCom endpoint in pass-through mode, in front of an axum handler taking `Message`, over a
+/// real loopback connection: the handler's `Reply` is sealed for the corp.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn wecom_in_front_of_an_axum_handler() {
+    use axum::routing::post;
+
+    let v = platforms();
+    let case = &v["v3"];
+    let (q, body) = post_of(case);
+    let layer = WechatLayer::from_endpoint(wecom(case, corp(case), s(&case["post"], "timestamp")));
+    async fn handler(msg: Message) -> Reply {
+        match msg.kind() {
+            Kind::Text { content, .. } => {
+                Reply::text(format!("{content}, agent {:?}", msg.agent_id()))
+            }
+            _ => Reply::Empty,
+        }
+    }
+    let router = axum::Router::new().route("/wecom", post(handler).layer(layer.pass_through()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (status, _, answer) = send(addr, Method::POST, &format!("/wecom?{q}"), body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let sealed = sealed_envelope("xml", &answer).unwrap();
+    let doc = reference_decrypt(
+        s(case, "encoding_aes_key"),
+        &sealed.encrypt,
+        "wx49f0ab532d5d035a",
+    )
+    .unwrap();
+    assert_eq!(xml_field(&doc, "Content"), Some("test, agent Some(1)"));
+    // The handshake, answered by the layer.
+    let get = &case["get"];
+    let hq = wecom_query(
+        s(get, "msg_signature"),
+        s(get, "timestamp"),
+        s(get, "nonce"),
+        Some(s(get, "echostr")),
+    );
+    let layer = WechatLayer::from_endpoint(wecom(case, corp(case), s(get, "timestamp")));
+    let router = axum::Router::new().route(
+        "/wecom",
+        post(handler).get(handler).layer(layer.pass_through()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (status, _, answer) = send(addr, Method::GET, &format!("/wecom?{hq}"), "").await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (StatusCode::OK, s(get, "expected_body"))
+    );
 }

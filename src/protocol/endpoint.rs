@@ -54,6 +54,9 @@ pub enum ConfigError {
     Token,
     /// The AppID is empty, longer than 64 bytes, or not ASCII letters, digits, `_` and `-`.
     AppId,
+    /// A WeCom receive id (CorpID, SuiteID) is empty (use [`ReceiveId::Empty`] for that),
+    /// longer than 64 bytes, or not ASCII letters, digits, `_` and `-`.
+    ReceiveId,
 }
 
 impl fmt::Display for ConfigError {
@@ -62,6 +65,10 @@ impl fmt::Display for ConfigError {
             Self::Token => "the Token must be 3 to 32 ASCII letters or digits",
             Self::AppId => {
                 "the AppID must be 1 to 64 ASCII letters, digits, '_' or '-' (e.g. wx1234567890abcdef)"
+            }
+            Self::ReceiveId => {
+                "a CorpID or SuiteID must be 1 to 64 ASCII letters, digits, '_' or '-' \
+                 (ReceiveId::Empty for an empty receive id)"
             }
         })
     }
@@ -225,7 +232,7 @@ impl Endpoint {
     ) -> Result<Self, ConfigError> {
         let success_ack = matches!(receive_id, ReceiveId::SuiteId(_));
         if !matches!(receive_id, ReceiveId::Empty) && !valid_id(receive_id.as_str()) {
-            return Err(ConfigError::AppId);
+            return Err(ConfigError::ReceiveId);
         }
         let mut endpoint = Self::new(token)?;
         endpoint.platform = Platform::WeCom { success_ack };
