@@ -188,6 +188,33 @@ def main():
     for b in bodies:
         req("P", SIGN | SIGN_BODY, "nonce=8&encrypt_type=aes", b)
 
+    # layer, WeCom path: "W" + the same layout, against a WeCom endpoint (fuzz/src/lib.rs
+    # wecom_layer). The platforms' vectors' decrypted documents, sealed for the corp.
+    platforms = json.loads((ROOT / "tests" / "data" / "platforms.json").read_text())
+
+    def wecom(method, flags, query, body=b""):
+        req("W" + method, flags, query, body)
+
+    wecom_docs = [platforms[n]["post"]["decrypted"] for n in ("v1", "v2", "v3")]
+    wecom_docs.append('{"ToUserName":"ww1","FromUserName":"u","CreateTime":1,"MsgType":"text",'
+                      '"Content":"hi","MsgId":7,"AgentID":1}')
+    for doc in wecom_docs:
+        wecom("P", SIGN | SEAL, "nonce=1", doc)
+        wecom("P", SIGN | SEAL | SEAL_JSON, "nonce=2", doc)
+        wecom("P", SIGN | SEAL | CHUNKED | STRICT, "nonce=3", doc)
+        wecom("P", SEAL, "nonce=4&timestamp=1714200000", doc)
+        wecom("P", SIGN, "nonce=5", doc)
+        for t in truncations(doc.encode()):
+            wecom("P", SIGN | SEAL, "nonce=6", t)
+    wecom("G", SIGN | SEAL, "nonce=1", "1288432023552776189")
+    wecom("G", SIGN | SEAL | KEEP_TIMESTAMP, "timestamp=1714200301&nonce=1", "5927782489442352469")
+    wecom("G", SIGN, "nonce=1&echostr=plain")
+    wecom("G", 0, "nonce=1&timestamp=1714200000&echostr=x&msg_signature=0")
+    wecom("U", SIGN, "nonce=1")
+    for n in ("v1", "v2", "v3"):
+        body = platforms[n]["post"]["body"]
+        wecom("P", SIGN | SIGN_BODY, "nonce=9", body)
+
     c.write()
 
 

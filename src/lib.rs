@@ -10,6 +10,7 @@ mod retry;
 // Shared by the middleware and the client.
 pub mod body;
 pub mod store;
+pub mod ticket;
 
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
@@ -29,7 +30,7 @@ use protocol::{endpoint, random, rejection};
 pub use codec::Format;
 pub use crypto::{EncodingAesKey, KeyRing};
 pub use endpoint::{
-    Answer, ConfigError, Endpoint, OpenedPush, PushInfo, ReplyTo, Verified,
+    Answer, ConfigError, Endpoint, OpenedPush, PushInfo, ReceiveId, ReplyTo, Verified,
     DEFAULT_TIMESTAMP_TOLERANCE,
 };
 pub use message::Message;

@@ -136,5 +136,88 @@ fn layer_harness_flags() {
     );
 }
 
+/// The layer target's WeCom path (inputs starting with `W`): a signed, sealed push and
+/// handshake get through, the same unsigned do not.
+#[test]
+fn layer_wecom_harness_flags() {
+    let text = "<xml><ToUserName>ww1</ToUserName><FromUserName>u</FromUserName>\
+                <CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi</Content>\
+                <AgentID>1</AgentID></xml>";
+    let input = |method: u8, flags: u8, query: &str, body: &str| {
+        let mut v = vec![b'W', method, flags];
+        v.extend_from_slice(query.as_bytes());
+        v.push(b'\n');
+        v.extend_from_slice(body.as_bytes());
+        v
+    };
+    let sealed = harness::SIGN | harness::SEAL;
+    for flags in [
+        sealed,
+        sealed | harness::SEAL_JSON,
+        sealed | harness::CHUNKED,
+    ] {
+        assert_eq!(
+            harness::layer(&input(b'P', flags, "nonce=1", text)),
+            Some((StatusCode::OK, true)),
+            "{flags}"
+        );
+    }
+    assert_eq!(
+        harness::layer(&input(
+            b'P',
+            harness::SEAL,
+            "nonce=1&timestamp=1714200000",
+            text
+        )),
+        Some((StatusCode::UNAUTHORIZED, false))
+    );
+    // WeCom has no plaintext mode.
+    assert_eq!(
+        harness::layer(&input(b'P', harness::SIGN, "nonce=1", text)),
+        Some((StatusCode::BAD_REQUEST, false))
+    );
+    assert_eq!(
+        harness::layer(&input(b'G', sealed, "nonce=1", "1288432023552776189")),
+        Some((StatusCode::OK, false))
+    );
+    assert_eq!(
+        harness::layer(&input(b'G', harness::SIGN, "nonce=1&echostr=plain", "")),
+        Some((StatusCode::BAD_REQUEST, false))
+    );
+}
+
+#[test]
+fn layer_wecom_seeds_reach_the_handler() {
+    let mut wecom = 0;
+    let mut called = 0;
+    replay("layer", |data| {
+        if data.first() == Some(&b'W') {
+            wecom += 1;
+            if let Some((_, true)) = harness::layer(data) {
+                called += 1;
+            }
+        }
+    });
+    assert!(wecom > 20, "{wecom} WeCom seeds");
+    // Most WeCom seeds are truncations; every sealed one that fits the limit gets through.
+    assert!(
+        called * 5 > wecom,
+        "only {called} of {wecom} WeCom seeds reached the handler"
+    );
+}
+
 // Inputs that made a fuzzer fail go below, one test each (the input, through the same
-// harness). None so far: the runs in fuzz/README.md's Results found no failure.
+// harness).
+
+/// The WeCom path's first run: a `#` in the fuzzed query starts the URI's fragment, so the
+/// endpoint never saw the `echostr` and `msg_signature` the harness appended after it, and the
+/// harness's own oracle called the refusal a lost handshake. The harness now reads the query
+/// back from the URI, as the MP/OA path always did. (A harness bug, not the crate's.)
+#[test]
+fn wecom_query_with_a_fragment() {
+    let data = b"WGG#timestamp=1714200301&nonce=1\n5927FromUserName23#timestamp=1714200301&nonce=1\n5927FromUserName235\x12469";
+    assert_eq!(
+        harness::layer(data),
+        Some((StatusCode::UNAUTHORIZED, false))
+    );
+}

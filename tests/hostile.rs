@@ -8,7 +8,8 @@
 //! text (the `Rejection`'s `Display`, or hyper's own answer for what never reaches the layer),
 //! that the handler ran exactly when it should, and that the server still answers a valid
 //! signed push afterwards. At the end the handler's call count must equal the number of rows
-//! (and health checks) that were meant to reach it.
+//! (and health checks) that were meant to reach it. `hostile_wecom_corpus` does the same for a
+//! WeCom endpoint (Tencent's sample app): handshakes, envelopes, receive ids, sealed replies.
 
 mod common;
 
@@ -2367,4 +2368,561 @@ async fn hostile_corpus() {
         rows.len() - reaching,
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// WeCom: the same kind of corpus against a layer over `Endpoint::wecom` (PLATFORMS.md §1),
+// with Tencent's sample app (tests/data/platforms.json, V1) and its clock stopped.
+
+const W_TOKEN: &str = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo";
+const W_KEY: &str = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt";
+const W_CORP: &str = "ww1436e0e65a779aee";
+const W_NOW: &str = "1476422779";
+
+fn w_doc(content: &str) -> String {
+    format!(
+        "<xml><ToUserName>{W_CORP}</ToUserName><FromUserName>ChenJiaShun</FromUserName>\
+         <CreateTime>{W_NOW}</CreateTime><MsgType>text</MsgType><Content>{content}</Content>\
+         <MsgId>1456453720</MsgId><AgentID>1000002</AgentID></xml>"
+    )
+}
+
+/// `Encrypt` for `msg`, sealed by the tests' own AES for `receive_id` under `key`.
+fn w_seal(key: &str, msg: &str, receive_id: &str) -> String {
+    reference_encrypt(
+        &reference_key(key),
+        *b"hostile-wecom-16",
+        msg.as_bytes(),
+        receive_id,
+    )
+}
+
+fn w_xml(encrypt: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{W_CORP}]]></ToUserName>\n<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n\
+         <AgentID><![CDATA[1000002]]></AgentID>\n</xml>"
+    )
+}
+
+/// The WeCom query signing `signed` (an `Encrypt`, or a GET's `echostr`).
+fn w_q(signed: &str, timestamp: &str, nonce: &str) -> String {
+    let sig = reference_sign(&[W_TOKEN, timestamp, nonce, signed]);
+    format!("msg_signature={sig}&timestamp={timestamp}&nonce={nonce}")
+}
+
+fn w_escape(echostr: &str) -> String {
+    echostr
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+fn w_post(query: &str, body: impl AsRef<[u8]>) -> Wire {
+    Wire::Whole(http("POST", &format!("/wecom?{query}"), &[], body.as_ref()))
+}
+
+fn w_get(query: &str) -> Wire {
+    Wire::Whole(http("GET", &format!("/wecom?{query}"), &[], b""))
+}
+
+fn wecom_table() -> Vec<Row> {
+    let mut t = Table { rows: Vec::new() };
+    let e = w_seal(W_KEY, &w_doc("hi"), W_CORP);
+    let q = w_q(&e, W_NOW, "1");
+    let sealed =
+        |content: &str| Reason::Sealed(format!("<Content><![CDATA[{content}]]></Content>"));
+    let refused = |s: &str| Reason::Contains(s.to_owned());
+
+    // What reaches the handler.
+    t.push(
+        "xml envelope",
+        "POST",
+        w_post(&q, w_xml(&e)),
+        200,
+        sealed("hi"),
+        true,
+    );
+    // A JSON callback (`callback_format=json`): JSON inside, the reply sealed in JSON.
+    let json_doc = format!(
+        r#"{{"ToUserName":"{W_CORP}","FromUserName":"u1","CreateTime":{W_NOW},"MsgType":"text","Content":"hi","MsgId":1,"AgentID":1000002}}"#
+    );
+    let je = w_seal(W_KEY, &json_doc, W_CORP);
+    let json = format!(r#"{{"tousername":"{W_CORP}","encrypt":"{je}","agentid":"1000002"}}"#);
+    t.push(
+        "lower-case json envelope",
+        "POST",
+        w_post(&w_q(&je, W_NOW, "1"), &json),
+        200,
+        Reason::Sealed(r#""Content":"hi""#.into()),
+        true,
+    );
+    let spoofed = w_xml(&e).replace("<![CDATA[1000002]]>", "<![CDATA[999]]>");
+    t.push(
+        "envelope AgentID is not read",
+        "POST",
+        w_post(&q, spoofed),
+        200,
+        sealed("hi"),
+        true,
+    );
+    let upper = q.replacen(
+        &reference_sign(&[W_TOKEN, W_NOW, "1", &e]),
+        &reference_sign(&[W_TOKEN, W_NOW, "1", &e]).to_uppercase(),
+        1,
+    );
+    t.push(
+        "upper-case msg_signature",
+        "POST",
+        w_post(&upper, w_xml(&e)),
+        200,
+        sealed("hi"),
+        true,
+    );
+    let chunked = {
+        let body = w_xml(&e);
+        let mut bytes = http(
+            "POST",
+            &format!("/wecom?{q}"),
+            &[("transfer-encoding", "chunked")],
+            b"",
+        );
+        for piece in body.as_bytes().chunks(40) {
+            bytes.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            bytes.extend_from_slice(piece);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n\r\n");
+        bytes
+    };
+    t.push(
+        "chunked envelope",
+        "POST",
+        Wire::Whole(chunked),
+        200,
+        sealed("hi"),
+        true,
+    );
+    let cjk = w_seal(W_KEY, &w_doc("你好 &amp; &lt;b&gt;"), W_CORP);
+    t.push(
+        "escaped and CJK content",
+        "POST",
+        w_post(&w_q(&cjk, W_NOW, "2"), w_xml(&cjk)),
+        200,
+        sealed("你好 & <b>"),
+        true,
+    );
+    let huge_id = w_seal(
+        W_KEY,
+        &w_doc("id").replace("1456453720", "99999999999999999999999"),
+        W_CORP,
+    );
+    t.push(
+        "MsgId beyond u64 stays raw",
+        "POST",
+        w_post(&w_q(&huge_id, W_NOW, "3"), w_xml(&huge_id)),
+        200,
+        sealed("id"),
+        true,
+    );
+
+    // GET verification.
+    let echo = w_seal(W_KEY, "1288432023552776189", W_CORP);
+    let gq = |echostr: &str, signed: &str| format!("{}&echostr={echostr}", w_q(signed, W_NOW, "4"));
+    t.push(
+        "handshake",
+        "GET",
+        w_get(&gq(&w_escape(&echo), &echo)),
+        200,
+        Reason::Is("1288432023552776189".into()),
+        false,
+    );
+    // A literal `+` stays a `+` (no form decoding), so the unescaped echostr verifies too.
+    t.push(
+        "handshake, echostr unescaped",
+        "GET",
+        w_get(&gq(&echo.replace('=', "%3D"), &echo)),
+        200,
+        Reason::Is("1288432023552776189".into()),
+        false,
+    );
+    if echo.contains('+') {
+        t.push(
+            "handshake, + read as space",
+            "GET",
+            w_get(&gq(&echo.replace('+', "%20"), &echo)),
+            401,
+            refused("bad msg_signature"),
+            false,
+        );
+    }
+    let other = w_seal(W_KEY, "1", "ww0000000000000000");
+    t.push(
+        "handshake for another corp",
+        "GET",
+        w_get(&gq(&w_escape(&other), &other)),
+        400,
+        refused("does not match"),
+        false,
+    );
+    let empty = w_seal(W_KEY, "1", "");
+    t.push(
+        "handshake with an empty receive id",
+        "GET",
+        w_get(&gq(&w_escape(&empty), &empty)),
+        400,
+        refused("does not match"),
+        false,
+    );
+    let plain_sig = plain_query(W_TOKEN, W_NOW, "4");
+    t.push(
+        "handshake with signature only",
+        "GET",
+        w_get(&format!("{plain_sig}&echostr=1")),
+        401,
+        refused("missing msg_signature"),
+        false,
+    );
+    t.push(
+        "handshake without echostr",
+        "GET",
+        w_get(&w_q("", W_NOW, "4")),
+        400,
+        refused("missing echostr"),
+        false,
+    );
+    t.push(
+        "handshake echostr not base64",
+        "GET",
+        w_get(&gq("%25%25%25", "%%%")),
+        400,
+        refused("base64"),
+        false,
+    );
+
+    // Refused before the handler.
+    t.push(
+        "stale",
+        "POST",
+        w_post(&w_q(&e, "1476422000", "1"), w_xml(&e)),
+        401,
+        refused("stale timestamp"),
+        false,
+    );
+    t.push(
+        "bad msg_signature",
+        "POST",
+        w_post(&q.replace("nonce=1", "nonce=2"), w_xml(&e)),
+        401,
+        refused("bad msg_signature"),
+        false,
+    );
+    t.push(
+        "repeated msg_signature",
+        "POST",
+        w_post(&format!("{q}&msg_signature=0"), w_xml(&e)),
+        400,
+        refused("more than once"),
+        false,
+    );
+    t.push(
+        "no msg_signature",
+        "POST",
+        w_post(&format!("timestamp={W_NOW}&nonce=1"), w_xml(&e)),
+        401,
+        refused("missing msg_signature"),
+        false,
+    );
+    t.push(
+        "plaintext push",
+        "POST",
+        w_post(&q, w_doc("hi")),
+        400,
+        refused("Encrypt"),
+        false,
+    );
+    let twice =
+        format!("<xml><Encrypt><![CDATA[{e}]]></Encrypt><Encrypt><![CDATA[{e}]]></Encrypt></xml>");
+    t.push(
+        "Encrypt twice",
+        "POST",
+        w_post(&q, twice),
+        400,
+        refused("Encrypt"),
+        false,
+    );
+    let both = format!(r#"{{"Encrypt":"{e}","encrypt":"{e}"}}"#);
+    t.push(
+        "Encrypt and encrypt",
+        "POST",
+        w_post(&q, both),
+        400,
+        refused("Encrypt"),
+        false,
+    );
+    let nested = format!("<xml><Encrypt><x>{e}</x></Encrypt></xml>");
+    t.push(
+        "Encrypt nested",
+        "POST",
+        w_post(&q, nested),
+        400,
+        refused("Encrypt"),
+        false,
+    );
+    t.push(
+        "encrypt a number",
+        "POST",
+        w_post(&q, r#"{"encrypt":12}"#),
+        400,
+        refused("Encrypt"),
+        false,
+    );
+    let doctype = format!("<!DOCTYPE xml [<!ENTITY e \"{e}\">]><xml><Encrypt>&e;</Encrypt></xml>");
+    t.push(
+        "DOCTYPE",
+        "POST",
+        w_post(&q, doctype),
+        400,
+        refused("DOCTYPE"),
+        false,
+    );
+    t.push(
+        "truncated envelope",
+        "POST",
+        w_post(&q, &w_xml(&e)[..60]),
+        400,
+        refused("malformed"),
+        false,
+    );
+    t.push(
+        "empty body",
+        "POST",
+        w_post(&q, ""),
+        400,
+        refused("malformed"),
+        false,
+    );
+    let junk = "!!notbase64!!";
+    t.push(
+        "Encrypt not base64",
+        "POST",
+        w_post(&w_q(junk, W_NOW, "5"), w_xml(junk)),
+        400,
+        refused("base64"),
+        false,
+    );
+    let other_key = w_seal(
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &w_doc("x"),
+        W_CORP,
+    );
+    t.push(
+        "another key",
+        "POST",
+        w_post(&w_q(&other_key, W_NOW, "6"), w_xml(&other_key)),
+        400,
+        refused("cannot decrypt"),
+        false,
+    );
+    let other_corp = w_seal(W_KEY, &w_doc("x"), "ww0000000000000000");
+    t.push(
+        "another corp",
+        "POST",
+        w_post(&w_q(&other_corp, W_NOW, "7"), w_xml(&other_corp)),
+        400,
+        refused("does not match"),
+        false,
+    );
+    let no_corp = w_seal(W_KEY, &w_doc("x"), "");
+    t.push(
+        "empty receive id",
+        "POST",
+        w_post(&w_q(&no_corp, W_NOW, "8"), w_xml(&no_corp)),
+        400,
+        refused("does not match"),
+        false,
+    );
+    let longer = w_seal(W_KEY, &w_doc("x"), &format!("{W_CORP}x"));
+    t.push(
+        "CorpID with a suffix",
+        "POST",
+        w_post(&w_q(&longer, W_NOW, "9"), w_xml(&longer)),
+        400,
+        refused("does not match"),
+        false,
+    );
+    let no_type = w_seal(
+        W_KEY,
+        &w_doc("x").replace("<MsgType>text</MsgType>", ""),
+        W_CORP,
+    );
+    t.push(
+        "plaintext without MsgType",
+        "POST",
+        w_post(&w_q(&no_type, W_NOW, "10"), w_xml(&no_type)),
+        400,
+        refused("MsgType"),
+        false,
+    );
+    let deep = w_seal(
+        W_KEY,
+        &format!("<xml>{}{}</xml>", "<a>".repeat(40), "</a>".repeat(40)),
+        W_CORP,
+    );
+    t.push(
+        "plaintext too deep",
+        "POST",
+        w_post(&w_q(&deep, W_NOW, "11"), w_xml(&deep)),
+        400,
+        refused("malformed"),
+        false,
+    );
+    let robot = w_seal(
+        W_KEY,
+        r#"{"msgid":"1","aibotid":"A","msgtype":"text"}"#,
+        W_CORP,
+    );
+    t.push(
+        "robot JSON to an app",
+        "POST",
+        w_post(
+            &w_q(&robot, W_NOW, "12"),
+            format!(r#"{{"encrypt":"{robot}"}}"#),
+        ),
+        400,
+        refused("ToUserName"),
+        false,
+    );
+    let big = format!(
+        "{}{}",
+        w_xml(&e),
+        " ".repeat(wechat_push::DEFAULT_BODY_LIMIT)
+    );
+    t.push(
+        "over the limit",
+        "POST",
+        w_post(&q, big),
+        413,
+        refused("larger than"),
+        false,
+    );
+    t.push(
+        "PUT",
+        "PUT",
+        Wire::Whole(http(
+            "PUT",
+            &format!("/wecom?{q}"),
+            &[],
+            w_xml(&e).as_bytes(),
+        )),
+        405,
+        refused("method not allowed"),
+        false,
+    );
+    t.rows
+}
+
+async fn w_health(addr: SocketAddr, i: usize) -> Result<(), String> {
+    let content = format!("health-{i}");
+    let e = w_seal(W_KEY, &w_doc(&content), W_CORP);
+    let answer = send(
+        addr,
+        &w_post(&w_q(&e, W_NOW, &format!("h{i}")), w_xml(&e)),
+        false,
+    )
+    .await?;
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    match w_open(&body) {
+        Ok(doc) if answer.status == 200 && doc.contains(&content) => Ok(()),
+        other => Err(format!(
+            "health check {i}: {} {body} {other:?}",
+            answer.status
+        )),
+    }
+}
+
+/// Opens a sealed WeCom reply with the tests' own AES, after checking its signature.
+fn w_open(body: &str) -> Result<String, String> {
+    let format = if body.starts_with('{') { "json" } else { "xml" };
+    let sealed = sealed_envelope(format, body)?;
+    let sig = reference_sign(&[W_TOKEN, &sealed.timestamp, &sealed.nonce, &sealed.encrypt]);
+    if sig != sealed.msg_signature {
+        return Err(format!("bad MsgSignature in {body}"));
+    }
+    reference_decrypt(W_KEY, &sealed.encrypt, W_CORP)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_wecom_corpus() {
+    let calls = Counter::default();
+    let counted = calls.clone();
+    let now: u64 = W_NOW.parse().unwrap();
+    let endpoint = wechat_push::Endpoint::wecom(
+        W_TOKEN,
+        wechat_push::EncodingAesKey::new(W_KEY).unwrap(),
+        wechat_push::ReceiveId::CorpId(W_CORP.into()),
+    )
+    .unwrap()
+    .clock(move || now);
+    let handler = service_fn(move |req: Request<Message>| {
+        let calls = counted.clone();
+        async move {
+            calls.hit();
+            echo(req).await
+        }
+    });
+    let addr = serve_hyper(wechat_push::WechatLayer::from_endpoint(endpoint).layer(handler)).await;
+    let rows = wecom_table();
+    assert!(rows.len() >= 35, "only {} rows", rows.len());
+    let mut failures = Vec::new();
+    let mut expected_calls = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let before = calls.get();
+        let answer = match tokio::time::timeout(ROW_TIMEOUT, send(addr, &row.wire, false)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                failures.push(format!("{}: {e}", row.name));
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!("{}: no answer within {ROW_TIMEOUT:?}", row.name));
+                continue;
+            }
+        };
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        let shown: String = text.chars().take(200).collect();
+        if answer.status != row.status {
+            failures.push(format!(
+                "{}: status {}, wanted {} ({shown:?})",
+                row.name, answer.status, row.status
+            ));
+        } else {
+            let ok = match &row.reason {
+                Reason::Contains(want) => text.contains(want.as_str()),
+                Reason::Is(want) => text == *want,
+                Reason::Sealed(want) => w_open(&text).is_ok_and(|doc| doc.contains(want.as_str())),
+                Reason::Hyper => true,
+            };
+            if !ok {
+                failures.push(format!("{}: body {shown:?}", row.name));
+            }
+        }
+        let ran = calls.get() - before;
+        if ran != usize::from(row.handler) {
+            failures.push(format!("{}: the handler ran {ran} times", row.name));
+        }
+        expected_calls += usize::from(row.handler);
+        match tokio::time::timeout(ROW_TIMEOUT, w_health(addr, i)).await {
+            Ok(Ok(())) => expected_calls += 1,
+            Ok(Err(e)) => failures.push(format!("after {}: {e}", row.name)),
+            Err(_) => failures.push(format!("after {}: the health check hung", row.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+    assert_eq!(calls.get(), expected_calls, "handler calls");
 }

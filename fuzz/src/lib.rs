@@ -25,6 +25,7 @@ use wechat_push::crypto::{self, EncodingAesKey};
 use wechat_push::message::Kind;
 use wechat_push::query::{CallbackQuery, EncryptType};
 use wechat_push::{signature, Message, PushInfo, Reply, WechatLayer};
+use wechat_push::{Endpoint, ReceiveId};
 
 /// The layer's token, key and AppID: those of `encrypt_cases[0]` in tests/data/vectors.json, so
 /// that the vectors' own requests are validly signed.
@@ -536,6 +537,9 @@ pub fn build(data: &[u8]) -> Option<Built> {
 /// Returns the status and whether the handler was called (`None` for an input [`build`]
 /// skips), for the regression tests.
 pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
+    if let [b'W', rest @ ..] = data {
+        return wecom_layer(rest);
+    }
     let built = build(data)?;
     let Built {
         request,
@@ -642,4 +646,233 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
         }
     }
     Some((status, calls.count > 0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// layer, WeCom path: inputs that start with `W`
+
+/// The WeCom endpoint's CorpID (its receive id); token and key are [`TOKEN`] and [`KEY`].
+pub const CORP: &str = "ww1436e0e65a779aee";
+
+/// The WeCom half of the `layer` target (inputs `W` + method + flags + query + `\n` + body).
+/// The flags mean what they mean for [`build`], in WeCom's terms: [`SEAL`] seals the body for
+/// [`CORP`] (a POST's XML envelope with an `AgentID`, or with [`SEAL_JSON`] the lower-case
+/// JSON one; a GET's `echostr`), [`SIGN`] sets a valid `msg_signature` (and `timestamp`),
+/// [`SIGN_BODY`] signs the body's own `Encrypt`/`encrypt`.
+///
+/// Oracles: no 5xx; the handler runs only on a POST whose `msg_signature` verifies over the
+/// body's `Encrypt` and whose timestamp is fresh, and always for a valid sealed push whose
+/// plaintext decodes; a GET is answered 200 only with the decrypted `echostr`, and always for a
+/// valid sealed one.
+pub fn wecom_layer(data: &[u8]) -> Option<(StatusCode, bool)> {
+    let [m, flags, rest @ ..] = data else {
+        return None;
+    };
+    let (flags, m) = (*flags, *m);
+    let method = match m {
+        b'U' => Method::PUT,
+        _ if m & 1 == 0 => Method::POST,
+        _ => Method::GET,
+    };
+    let (query, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let mut query = String::from_utf8_lossy(query).into_owned();
+    let mut body = body.to_vec();
+    let mut sealed = None;
+    let mut encrypt = None;
+    if flags & SEAL != 0 {
+        let e = reference_encrypt(&aes_key(KEY), *b"wecom-prefix-16b", &body, CORP);
+        let plain = if method == Method::GET {
+            query = without(&query, &["echostr"]);
+            let escaped = e
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D");
+            query.push_str(&format!("&echostr={escaped}"));
+            std::mem::take(&mut body)
+        } else {
+            let envelope = if flags & SEAL_JSON != 0 {
+                format!(r#"{{"tousername":"{CORP}","encrypt":"{e}","agentid":218}}"#)
+            } else {
+                format!(
+                    "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName>\
+                     <AgentID><![CDATA[218]]></AgentID><Encrypt><![CDATA[{e}]]></Encrypt></xml>"
+                )
+            };
+            std::mem::replace(&mut body, envelope.into_bytes())
+        };
+        sealed = Some(plain);
+        encrypt = Some(e);
+    } else if flags & SIGN_BODY != 0 {
+        if let Ok((_, Envelope::Encrypted(e))) = codec::decode_wecom_envelope(&body) {
+            encrypt = Some(e.into_owned());
+        }
+    }
+    if flags & SIGN != 0 {
+        query = if flags & KEEP_TIMESTAMP != 0 {
+            without(&query, &["msg_signature"])
+        } else {
+            let mut q = without(&query, &["msg_signature", "timestamp"]);
+            q.push_str(&format!("&timestamp={NOW}"));
+            q
+        };
+        let signed = probe(&query).map(|parsed| {
+            let over = match (&encrypt, parsed.echostr()) {
+                (Some(e), _) => e.clone(),
+                (None, Some(echo)) if method == Method::GET => echo.to_owned(),
+                _ => String::new(),
+            };
+            signature::sign_message(TOKEN, parsed.timestamp(), parsed.nonce(), &over)
+        });
+        match signed {
+            Some(ms) => query.push_str(&format!("&msg_signature={ms}")),
+            None => query.push_str("&msg_signature=0"),
+        }
+    }
+    let uri: Uri = format!("/wecom?{query}").parse().ok()?;
+    let chunked = flags & CHUNKED != 0;
+    let mut request = Request::new(Frames {
+        data: Bytes::from(body.clone()),
+        chunk: if chunked {
+            usize::from(m % 7) + 1
+        } else {
+            usize::MAX
+        },
+        hint: !chunked,
+    });
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    // What the endpoint reads: the URI's query (a `#` ends it).
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let strict = flags & STRICT != 0;
+    let limit = if strict {
+        STRICT_LIMIT
+    } else {
+        wechat_push::DEFAULT_BODY_LIMIT
+    };
+    let key = EncodingAesKey::new(KEY).expect("a valid key");
+    let endpoint = Endpoint::wecom(TOKEN, key.clone(), ReceiveId::CorpId(CORP.into()))
+        .expect("a valid WeCom endpoint")
+        .clock(|| NOW);
+    let mut layer = WechatLayer::from_endpoint(endpoint);
+    if strict {
+        layer = layer.body_limit(STRICT_LIMIT);
+    }
+    let calls = Rc::new(RefCell::new(Calls::default()));
+    let mut service = layer.layer(Recorder(calls.clone()));
+    let response: Response<_> = block_on(service.call(request)).expect("infallible");
+    let status = response.status();
+    assert!(status.as_u16() < 500, "{status} for {query:?}");
+
+    let calls = calls.borrow();
+    let parsed = probe(&query);
+    let fresh = |q: &CallbackQuery| NOW.abs_diff(q.timestamp_secs()) <= TOLERANCE;
+    if calls.count > 0 {
+        assert_eq!(
+            (calls.count, &method, status),
+            (1, &Method::POST, StatusCode::OK)
+        );
+        let q = parsed
+            .as_ref()
+            .expect("the handler was called on a bad query");
+        assert!(fresh(q), "stale timestamp");
+        assert!(
+            body.len() <= limit,
+            "the handler was called with an oversized body"
+        );
+        let Ok((_, Envelope::Encrypted(e))) = codec::decode_wecom_envelope(&body) else {
+            panic!("the handler was called without Encrypt");
+        };
+        let ms = q.msg_signature().expect("called without msg_signature");
+        assert!(
+            signature::verify_message(ms, TOKEN, q.timestamp(), q.nonce(), &e),
+            "the handler was called with a bad msg_signature"
+        );
+        let opened =
+            crypto::decrypt(&key, &e, CORP).expect("called on a cipher text for another corp");
+        assert!(calls.info.as_ref().is_some_and(PushInfo::is_encrypted));
+        let decoded = Format::sniff(opened.as_bytes())
+            .and_then(|f| codec::decode_message(f, opened.as_bytes()))
+            .expect("called with a plaintext that does not decode");
+        assert_eq!(calls.message.as_ref(), Some(&decoded));
+    } else if method == Method::GET && status == StatusCode::OK {
+        let q = parsed
+            .as_ref()
+            .expect("a handshake answered on a bad query");
+        let echo = q.echostr().expect("a handshake without echostr");
+        let ms = q
+            .msg_signature()
+            .expect("a handshake without msg_signature");
+        assert!(signature::verify_message(
+            ms,
+            TOKEN,
+            q.timestamp(),
+            q.nonce(),
+            echo
+        ));
+        let opened = crypto::decrypt(&key, echo, CORP).expect("a handshake that does not open");
+        assert_eq!(body_bytes(response.into_body()), opened.as_bytes());
+        return Some((status, false));
+    } else {
+        assert!(status.is_client_error(), "{method} answered {status}");
+    }
+
+    // A valid sealed push or handshake is never lost.
+    if let (Some(plain), Some(q), true) = (&sealed, &parsed, flags & SIGN != 0) {
+        let fits = body.len() <= limit;
+        if fresh(q) && fits && std::str::from_utf8(plain).is_ok() {
+            if method == Method::GET {
+                assert_eq!(
+                    status,
+                    StatusCode::OK,
+                    "a valid WeCom handshake was refused"
+                );
+            } else if method == Method::POST {
+                let expected = Format::sniff(plain).and_then(|f| codec::decode_message(f, plain));
+                if let Ok(expected) = expected {
+                    assert_eq!(calls.count, 1, "a valid WeCom push was refused: {status}");
+                    assert_eq!(calls.message.as_ref(), Some(&expected));
+                }
+            }
+        }
+    }
+    Some((status, calls.count > 0))
+}
+
+/// The query as the WeCom endpoint reads it (a placeholder `signature` makes the public
+/// parser take it), or `None` when it does not parse.
+fn probe(query: &str) -> Option<CallbackQuery> {
+    // Drop every pair whose name decodes to `signature`, however it is escaped.
+    let rest = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            decode_name(name).as_deref() != Some(b"signature".as_slice())
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    CallbackQuery::parse(&format!("{rest}&signature=0")).ok()
+}
+
+/// A parameter name with its `%XX` escapes decoded (`None` when an escape is bad).
+fn decode_name(name: &str) -> Option<Vec<u8>> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }

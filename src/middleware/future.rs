@@ -22,6 +22,7 @@ use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
 use crate::replay::{self, Seen};
 use crate::store::{BoxFuture, StoreError};
+use crate::ticket::VerifyTicket;
 
 pin_project! {
     /// The response future of [`Wechat`](crate::Wechat).
@@ -51,6 +52,11 @@ pin_project! {
         /// The replay guard is looking the query up.
         Replay {
             check: BoxFuture<'static, Result<Seen, StoreError>>,
+            opened: Option<Opened<S>>,
+        },
+        /// The ticket store is keeping a `component_verify_ticket`.
+        Ticket {
+            save: BoxFuture<'static, Result<(), StoreError>>,
             opened: Option<Opened<S>>,
         },
         /// The handler is working on the message.
@@ -179,6 +185,15 @@ where
                     };
                     this.state.set(next);
                 }
+                StateProj::Ticket { save, opened } => {
+                    let saved = ready!(save.as_mut().poll(cx));
+                    let next = match (saved, opened.take()) {
+                        (Ok(()), Some(opened)) => opened.call(),
+                        (Err(_), _) => rejected(Rejection::TicketStore),
+                        (Ok(()), None) => panic!("future polled after completion"),
+                    };
+                    this.state.set(next);
+                }
                 StateProj::Call {
                     future,
                     config,
@@ -226,6 +241,12 @@ where
         .then(|| crate::dedupe::dedupe_key(opened.message(), opened.document()));
     let document = keep_document.then(|| Document(Bytes::copy_from_slice(opened.document())));
     let (message, info, reply_to) = opened.into_parts();
+    let save = config.tickets.as_ref().and_then(|store| {
+        let ticket = VerifyTicket::from_message(&message)?;
+        let (store, app_id) = (store.clone(), message.to_user().to_owned());
+        let save: BoxFuture<'static, _> = Box::pin(async move { store.set(&app_id, ticket).await });
+        Some(save)
+    });
     // Only a plaintext push that passed every check is remembered (and its body hashed): in
     // safe mode `msg_signature` covers the body, and a retry may be sealed afresh.
     let check = match &config.replay {
@@ -261,12 +282,16 @@ where
         config,
         reply_to,
     };
-    Ok(match check {
-        Some(check) => State::Replay {
+    Ok(match (check, save) {
+        (Some(check), _) => State::Replay {
             check,
             opened: Some(opened),
         },
-        None => opened.call(),
+        (None, Some(save)) => State::Ticket {
+            save,
+            opened: Some(opened),
+        },
+        (None, None) => opened.call(),
     })
 }
 

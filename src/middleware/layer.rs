@@ -21,6 +21,7 @@ use crate::endpoint::{ConfigError, Endpoint};
 use crate::replay::ReplayStore;
 use crate::reply::Reply;
 use crate::retry::Wrap;
+use crate::ticket::TicketStore;
 
 /// The default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -65,6 +66,8 @@ pub(crate) struct Config {
     pub(crate) endpoint: Endpoint,
     pub(crate) body_limit: usize,
     pub(crate) replay: Option<Arc<dyn ReplayStore>>,
+    /// Where `component_verify_ticket` pushes are stored before the handler runs.
+    pub(crate) tickets: Option<Arc<dyn TicketStore>>,
     /// Dedupe is on: key each push by its document (see [`dedupe_key`]).
     ///
     /// [`dedupe_key`]: crate::dedupe::dedupe_key
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Config {
             .field("endpoint", &self.endpoint)
             .field("body_limit", &self.body_limit)
             .field("replay_guard", &self.replay.is_some())
+            .field("ticket_store", &self.tickets.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +106,7 @@ impl WechatLayer {
                 endpoint,
                 body_limit: DEFAULT_BODY_LIMIT,
                 replay: None,
+                tickets: None,
                 dedupe_keys: false,
                 needs_runtime: false,
             }),
@@ -174,6 +179,15 @@ impl<D, T, M> WechatLayer<D, T, M> {
     pub fn replay_guard(self, store: impl ReplayStore) -> Self {
         let store: Arc<dyn ReplayStore> = Arc::new(store);
         self.with(|c| c.replay = Some(store))
+    }
+
+    /// Stores the ticket of every verified `component_verify_ticket` push (a third-party
+    /// platform's, see [`Endpoint::component`]) in `store` before the handler runs, which
+    /// still receives the push. When the store fails the push is answered 503
+    /// ([`Rejection::TicketStore`](crate::Rejection::TicketStore)) without calling the handler,
+    /// so WeChat pushes the ticket again. See [`ticket`](crate::ticket).
+    pub fn ticket_store(self, store: Arc<dyn TicketStore>) -> Self {
+        self.with(|c| c.tickets = Some(store))
     }
 }
 

@@ -324,7 +324,9 @@ impl fmt::Display for DecryptError {
             Self::Padding => f.write_str("bad padding after decryption (wrong EncodingAESKey?)"),
             Self::TooShort => f.write_str("decrypted text is shorter than its 20-byte header"),
             Self::MessageLength => f.write_str("decrypted message length runs past the end"),
-            Self::AppIdMismatch => f.write_str("decrypted AppID does not match the configured one"),
+            Self::AppIdMismatch => f.write_str(
+                "decrypted AppID does not match the configured one (the receive id: AppID, CorpID, SuiteID or empty)",
+            ),
             Self::NotUtf8 => f.write_str("decrypted message is not UTF-8"),
         }
     }
@@ -618,6 +620,35 @@ mod tests {
             check(case, case);
         }
         assert_eq!(checked, 1 + 5 * 2 + 4);
+    }
+
+    /// The platforms' sealing vectors (PLATFORMS.md §5): WeCom's reply (V3, wechatpy), the
+    /// component's reply (V5, the official walkthrough) and WxJava's component crypto (V6).
+    #[test]
+    fn sealing_reproduces_the_platform_vectors() {
+        let v: Value =
+            serde_json::from_str(include_str!("../../tests/data/platforms.json")).unwrap();
+        let s = |v: &Value, key: &str| v[key].as_str().unwrap().to_owned();
+        let cases = [
+            (&v["v3"], &v["v3"]["reply"], s(&v["v3"]["reply"], "random")),
+            (
+                &v["v5"],
+                &v["v5"]["reply"],
+                s(&v["v5"]["reply"], "random_text"),
+            ),
+            (&v["v6"], &v["v6"], s(&v["v6"], "random")),
+        ];
+        for (case, doc, random) in cases {
+            let key = EncodingAesKey::new(&s(case, "encoding_aes_key")).unwrap();
+            let prefix: [u8; 16] = random.as_bytes().try_into().unwrap();
+            let sealed = encrypt_with_prefix(
+                &key,
+                prefix,
+                s(doc, "plaintext").as_bytes(),
+                &s(case, "receive_id"),
+            );
+            assert_eq!(sealed, s(doc, "encrypt"), "{}", s(case, "name"));
+        }
     }
 
     proptest! {

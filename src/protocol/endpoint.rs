@@ -38,7 +38,7 @@ use http::Method;
 use crate::codec::{self, Envelope, Format};
 use crate::crypto::{Decrypted, EncodingAesKey, KeyId, KeyRing};
 use crate::message::Message;
-use crate::query::{CallbackQuery, EncryptType, QueryError};
+use crate::query::{CallbackQuery, EncryptType, QueryError, Signed};
 use crate::rejection::Rejection;
 use crate::reply::{self, Reply, Sealer};
 use crate::signature;
@@ -54,6 +54,9 @@ pub enum ConfigError {
     Token,
     /// The AppID is empty, longer than 64 bytes, or not ASCII letters, digits, `_` and `-`.
     AppId,
+    /// A WeCom receive id (CorpID, SuiteID) is empty (use [`ReceiveId::Empty`] for that),
+    /// longer than 64 bytes, or not ASCII letters, digits, `_` and `-`.
+    ReceiveId,
 }
 
 impl fmt::Display for ConfigError {
@@ -63,17 +66,88 @@ impl fmt::Display for ConfigError {
             Self::AppId => {
                 "the AppID must be 1 to 64 ASCII letters, digits, '_' or '-' (e.g. wx1234567890abcdef)"
             }
+            Self::ReceiveId => {
+                "a CorpID or SuiteID must be 1 to 64 ASCII letters, digits, '_' or '-' \
+                 (ReceiveId::Empty for an empty receive id)"
+            }
         })
     }
 }
 
 impl std::error::Error for ConfigError {}
 
+/// The receive id WeChat writes after the message inside every cipher text, which decryption
+/// checks byte for byte (PLATFORMS.md §1.3, §2.2). Which one applies depends on the kind of
+/// app, so it is named explicitly:
+///
+/// | endpoint | receive id |
+/// | --- | --- |
+/// | mini program, official account | [`AppId`](Self::AppId): the app's AppID |
+/// | third-party platform (both URLs) | [`AppId`](Self::AppId): the **component** AppID |
+/// | WeCom self-built app | [`CorpId`](Self::CorpId): the corp's CorpID |
+/// | WeCom third-party app, data callback | [`CorpId`](Self::CorpId): the authorising corp's |
+/// | WeCom third-party app, instruction callback | [`SuiteId`](Self::SuiteId) |
+/// | WeCom intelligent robot, personal providers' apps | [`Empty`](Self::Empty) |
+///
+/// `Empty` means "must be empty": a cipher text carrying any receive id is refused, as one
+/// carrying another CorpID is. (WxJava and EasyWeChat skip this check; this crate never does.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReceiveId {
+    /// An AppID (`wx…`): a mini program's, an official account's, or a third-party
+    /// platform's component AppID.
+    AppId(String),
+    /// A WeCom CorpID (`ww…`).
+    CorpId(String),
+    /// A WeCom third-party app's SuiteID: its instruction callbacks are answered `success`.
+    SuiteId(String),
+    /// No receive id: the cipher text must end right after the message.
+    Empty,
+}
+
+impl ReceiveId {
+    /// The bytes expected after the message (empty for [`Empty`](Self::Empty)).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::AppId(id) | Self::CorpId(id) | Self::SuiteId(id) => id,
+            Self::Empty => "",
+        }
+    }
+}
+
+/// The kind of callback an endpoint serves: what its query carries, whether pushes are
+/// encrypted, how the handshake and acknowledgements look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Platform {
+    /// Mini program or official account (PROTOCOL.md).
+    Classic,
+    /// WeCom app callback; `success_ack` for third-party instruction callbacks (SuiteID).
+    WeCom { success_ack: bool },
+    /// WeCom intelligent robot: JSON with lower-case keys, receive id empty.
+    WeComRobot,
+    /// Open Platform third-party platform (component): both of its URLs.
+    Component,
+}
+
+impl Platform {
+    fn is_wecom(self) -> bool {
+        matches!(self, Self::WeCom { .. } | Self::WeComRobot)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// One callback endpoint's configuration: the Token, the keys, and what is accepted.
 ///
 /// Cheap to clone (the clock is shared). `Debug` redacts the Token and the keys.
 #[derive(Clone)]
 pub struct Endpoint {
+    platform: Platform,
     token: String,
     keys: Option<KeyRing>,
     require_encryption: bool,
@@ -84,6 +158,7 @@ pub struct Endpoint {
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
+            .field("platform", &self.platform)
             .field("token", &"<redacted>")
             .field("keys", &self.keys)
             .field("require_encryption", &self.require_encryption)
@@ -111,12 +186,95 @@ impl Endpoint {
             return Err(ConfigError::Token);
         }
         Ok(Self {
+            platform: Platform::Classic,
             token,
             keys: None,
             require_encryption: false,
             tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
             clock: Arc::new(system_clock),
         })
+    }
+
+    /// A WeCom (企业微信) app callback: every push encrypted, signed with `msg_signature` only,
+    /// decrypted with `key` and checked against `receive_id` (see [`ReceiveId`] for which one).
+    ///
+    /// The GET verification decrypts `echostr` and answers the plaintext (PLATFORMS.md §1.2).
+    /// Acknowledgements ([`Reply::Success`], [`Reply::Empty`]) are answered with an empty body,
+    /// as WeCom documents, except on a [`ReceiveId::SuiteId`] endpoint (third-party
+    /// instruction callbacks), where both are answered `success`. Passive replies are sealed
+    /// XML; [`Reply::Music`] and [`Reply::TransferCustomerService`] do not exist in WeCom and
+    /// are refused ([`Rejection::UnsupportedReply`]).
+    ///
+    /// ```
+    /// use http::Method;
+    /// use wechat_push::{EncodingAesKey, Endpoint, ReceiveId, Verified};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Tencent's sample app (PLATFORMS.md §5, V1).
+    /// let key = EncodingAesKey::new("6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt")?;
+    /// let endpoint = Endpoint::wecom("hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo", key,
+    ///     ReceiveId::CorpId("ww1436e0e65a779aee".into()))?
+    ///     .clock(|| 1476416373);
+    /// let query = "msg_signature=012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb&timestamp=1476416373\
+    ///     &nonce=47744683&echostr=fsi1xnbH4yQh0%2BPJxcOdhhK6TDXkjMyhEPA7xB2TGz6b%2Bg7xyAbEkRxN\
+    ///     %2F3cNXW9qdqjnoVzEtpbhnFyq6SVHyA%3D%3D";
+    /// let Verified::Handshake(echo) = endpoint.check(&Method::GET, Some(query))? else {
+    ///     unreachable!("a GET")
+    /// };
+    /// assert_eq!(&echo[..], b"1288432023552776189");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wecom(
+        token: impl Into<String>,
+        key: EncodingAesKey,
+        receive_id: ReceiveId,
+    ) -> Result<Self, ConfigError> {
+        let success_ack = matches!(receive_id, ReceiveId::SuiteId(_));
+        if !matches!(receive_id, ReceiveId::Empty) && !valid_id(receive_id.as_str()) {
+            return Err(ConfigError::ReceiveId);
+        }
+        let mut endpoint = Self::new(token)?;
+        endpoint.platform = Platform::WeCom { success_ack };
+        endpoint.require_encryption = true;
+        endpoint.keys = Some(KeyRing::new(key, receive_id.as_str()));
+        Ok(endpoint)
+    }
+
+    /// A WeCom intelligent robot (智能机器人) callback: like [`wecom`](Self::wecom) with an
+    /// empty receive id, but the pushes are JSON with lower-case keys (`{"encrypt": …}`),
+    /// decoded into [`Kind::Robot`](crate::message::Kind::Robot), and the sealed reply is the
+    /// robot's JSON (`encrypt`, `msgsignature`, `timestamp`, `nonce`), reusing the request's
+    /// `nonce` as the robot documentation requires (PLATFORMS.md §1.10).
+    ///
+    /// A [`Reply::Text`] becomes `{"msgtype":"text","text":{"content":…}}`; any other robot
+    /// reply (`stream`, `template_card`, …) is given as a [`Reply::Document`] holding its JSON.
+    /// Acknowledgements are an empty body.
+    pub fn wecom_robot(token: impl Into<String>, key: EncodingAesKey) -> Result<Self, ConfigError> {
+        let mut endpoint = Self::wecom(token, key, ReceiveId::Empty)?;
+        endpoint.platform = Platform::WeComRobot;
+        Ok(endpoint)
+    }
+
+    /// An Open Platform third-party platform (第三方平台, "component") endpoint: its
+    /// authorisation-event URL and its message URL alike. Every push is encrypted with the
+    /// component's Token and key and carries the component AppID as receive id, whatever
+    /// authoriser it concerns (PLATFORMS.md §2.2).
+    ///
+    /// `msg_signature` is required; `signature` is checked when present. Authorisation events
+    /// (`InfoType`) decode into [`Kind::Component`](crate::message::Kind::Component) and should
+    /// be answered [`Reply::Success`] (what `()` turns into). Which authoriser a message-URL
+    /// push is for is not authenticated by the crypto: the path carries it, and the decrypted
+    /// `ToUserName` must be checked against it (PLATFORMS.md §3.3).
+    pub fn component(
+        token: impl Into<String>,
+        key: EncodingAesKey,
+        component_app_id: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut endpoint = Self::new(token)?.encryption(key, component_app_id)?;
+        endpoint.platform = Platform::Component;
+        endpoint.require_encryption = true;
+        Ok(endpoint)
     }
 
     /// Accepts safe-mode and compatible-mode pushes, decrypted with `key` and checked against
@@ -131,12 +289,12 @@ impl Endpoint {
 
     /// Like [`encryption`](Self::encryption), with a [`KeyRing`] that may also hold the
     /// previous key during a key change.
+    ///
+    /// On a WeCom endpoint the ring's AppID is the receive id, and may be empty
+    /// ([`ReceiveId::Empty`]).
     pub fn key_ring(mut self, keys: KeyRing) -> Result<Self, ConfigError> {
         let app_id = keys.app_id();
-        let valid = (1..=64).contains(&app_id.len())
-            && app_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let valid = valid_id(app_id) || (app_id.is_empty() && self.platform.is_wecom());
         if !valid {
             return Err(ConfigError::AppId);
         }
@@ -145,7 +303,8 @@ impl Endpoint {
     }
 
     /// Refuses plaintext pushes when `yes`. Set it once the console is in safe mode: the
-    /// plaintext `signature` does not cover the body.
+    /// plaintext `signature` does not cover the body. WeCom and third-party-platform
+    /// endpoints refuse plaintext pushes whatever this says: those platforms always encrypt.
     #[must_use]
     pub fn require_encryption(mut self, yes: bool) -> Self {
         self.require_encryption = yes;
@@ -180,23 +339,99 @@ impl Endpoint {
 
     /// Checks method, signature and freshness: everything that can be decided before the body
     /// is read. Only GET and POST pass; a GET must carry `echostr`.
+    ///
+    /// On a WeCom endpoint the GET is verified with `msg_signature` over the encrypted
+    /// `echostr`, which is then decrypted: the handshake's body is its plaintext.
     pub fn check(&self, method: &Method, query: Option<&str>) -> Result<Verified, Rejection> {
         let is_get = method == Method::GET;
         if !is_get && method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
-        let query = CallbackQuery::parse(query.unwrap_or("")).map_err(|e| match e {
-            QueryError::Missing(p) => Rejection::MissingSignature(p),
-            e => Rejection::Query(e),
-        })?;
-        if !signature::verify(
+        let query = query.unwrap_or("");
+        match self.platform {
+            Platform::Classic => self.check_classic(is_get, query),
+            Platform::WeCom { .. } | Platform::WeComRobot => self.check_wecom(is_get, query),
+            Platform::Component => self.check_component(is_get, query),
+        }
+    }
+
+    fn check_classic(&self, is_get: bool, query: &str) -> Result<Verified, Rejection> {
+        let query = parse_query(query, Signed::Plain)?;
+        self.check_signature(&query)?;
+        self.check_fresh(&query)?;
+        if is_get {
+            return echo(&query);
+        }
+        match query.encrypt_type() {
+            EncryptType::Aes if self.keys.is_none() => Err(Rejection::EncryptionNotConfigured),
+            EncryptType::Plain if self.require_encryption => Err(Rejection::EncryptionRequired),
+            _ => Ok(Verified::Push(query)),
+        }
+    }
+
+    fn check_wecom(&self, is_get: bool, query: &str) -> Result<Verified, Rejection> {
+        let query = parse_query(query, Signed::Message)?;
+        if !is_get {
+            // `msg_signature` covers the body's `Encrypt`: `open` verifies it.
+            self.check_fresh(&query)?;
+            return Ok(Verified::Push(query));
+        }
+        let echostr = query.echostr().ok_or(Rejection::MissingEchostr)?;
+        let msg_signature = query
+            .msg_signature()
+            .ok_or(Rejection::MissingMsgSignature)?;
+        if !signature::verify_message(
+            msg_signature,
+            &self.token,
+            query.timestamp(),
+            query.nonce(),
+            echostr,
+        ) {
+            return Err(Rejection::BadMsgSignature);
+        }
+        self.check_fresh(&query)?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(Rejection::EncryptionNotConfigured)?;
+        let opened = keys.decrypt(echostr).map_err(Rejection::Decrypt)?;
+        Ok(Verified::Handshake(Bytes::copy_from_slice(
+            opened.as_bytes(),
+        )))
+    }
+
+    fn check_component(&self, is_get: bool, query: &str) -> Result<Verified, Rejection> {
+        let query = parse_query(query, Signed::Either)?;
+        if is_get || !query.signature().is_empty() {
+            if query.signature().is_empty() {
+                return Err(Rejection::MissingSignature("signature"));
+            }
+            self.check_signature(&query)?;
+        }
+        self.check_fresh(&query)?;
+        if is_get {
+            return echo(&query);
+        }
+        if query.msg_signature().is_none() {
+            return Err(Rejection::MissingMsgSignature);
+        }
+        Ok(Verified::Push(query))
+    }
+
+    fn check_signature(&self, query: &CallbackQuery) -> Result<(), Rejection> {
+        if signature::verify(
             query.signature(),
             &self.token,
             query.timestamp(),
             query.nonce(),
         ) {
-            return Err(Rejection::BadSignature);
+            Ok(())
+        } else {
+            Err(Rejection::BadSignature)
         }
+    }
+
+    fn check_fresh(&self, query: &CallbackQuery) -> Result<(), Rejection> {
         if let Some(tolerance) = self.tolerance {
             if self.now().abs_diff(query.timestamp_secs()) > tolerance.as_secs() {
                 return Err(Rejection::StaleTimestamp {
@@ -205,17 +440,7 @@ impl Endpoint {
                 });
             }
         }
-        if is_get {
-            return match query.echostr() {
-                Some(echo) => Ok(Verified::Handshake(Bytes::copy_from_slice(echo.as_bytes()))),
-                None => Err(Rejection::MissingEchostr),
-            };
-        }
-        match query.encrypt_type() {
-            EncryptType::Aes if self.keys.is_none() => Err(Rejection::EncryptionNotConfigured),
-            EncryptType::Plain if self.require_encryption => Err(Rejection::EncryptionRequired),
-            _ => Ok(Verified::Push(query)),
-        }
+        Ok(())
     }
 
     /// Opens a push's body: verifies `msg_signature`, decrypts (safe and compatible mode) and
@@ -225,10 +450,14 @@ impl Endpoint {
         query: CallbackQuery,
         body: &'a [u8],
     ) -> Result<OpenedPush<'a>, Rejection> {
-        let (format, envelope) = codec::decode_envelope(body).map_err(Rejection::Malformed)?;
+        let (format, envelope) = match self.platform {
+            Platform::WeCom { .. } | Platform::WeComRobot => codec::decode_wecom_envelope(body),
+            Platform::Classic | Platform::Component => codec::decode_envelope(body),
+        }
+        .map_err(Rejection::Malformed)?;
         let (message, key, document) = match envelope {
             Envelope::Plain(message) => {
-                if query.encrypt_type() == EncryptType::Aes {
+                if query.encrypt_type() == EncryptType::Aes || self.platform != Platform::Classic {
                     return Err(Rejection::MissingEncrypt);
                 }
                 (message, None, Document::Body(body))
@@ -251,12 +480,24 @@ impl Endpoint {
                     .as_ref()
                     .ok_or(Rejection::EncryptionNotConfigured)?;
                 let opened = keys.decrypt(&encrypt).map_err(Rejection::Decrypt)?;
-                let message = codec::decode_message(format, opened.as_bytes())
-                    .map_err(Rejection::Malformed)?;
+                let plain = opened.as_bytes();
+                let message = match self.platform {
+                    Platform::Classic | Platform::Component => codec::decode_message(format, plain),
+                    // WeCom's envelope and document formats are sniffed separately.
+                    Platform::WeCom { .. } => {
+                        Format::sniff(plain).and_then(|f| codec::decode_message(f, plain))
+                    }
+                    Platform::WeComRobot => Message::from_robot_json(plain),
+                }
+                .map_err(Rejection::Malformed)?;
                 (message, Some(opened.key()), Document::Decrypted(opened))
             }
         };
-        let reply_to = ReplyTo::new(&message, format, key);
+        let nonce = match self.platform {
+            Platform::WeComRobot => query.nonce(),
+            _ => "",
+        };
+        let reply_to = ReplyTo::new(&message, format, key, nonce);
         let info = PushInfo { query, format, key };
         Ok(OpenedPush {
             message,
@@ -270,10 +511,19 @@ impl Endpoint {
     /// was encrypted; acknowledgements (`success`, empty), and a [`Reply::Document`] that is
     /// not a reply document (`<xml…` or `{…`), always in clear.
     ///
-    /// Fails only when the operating system's random source fails while sealing
-    /// ([`Rejection::Random`]).
+    /// On WeCom, acknowledgements are an empty body (`success` on a [`ReceiveId::SuiteId`]
+    /// endpoint); see [`wecom`](Self::wecom) and [`wecom_robot`](Self::wecom_robot).
+    ///
+    /// Fails when the operating system's random source fails while sealing
+    /// ([`Rejection::Random`]), and when the reply does not exist on this platform
+    /// ([`Rejection::UnsupportedReply`]).
     pub fn answer(&self, to: &ReplyTo, reply: &Reply) -> Result<Answer, Rejection> {
         if let Some(ack) = reply.ack_body() {
+            let ack: &'static [u8] = match self.platform {
+                Platform::Classic | Platform::Component => ack,
+                Platform::WeCom { success_ack: true } => b"success",
+                Platform::WeCom { success_ack: false } | Platform::WeComRobot => b"",
+            };
             return Ok(Answer {
                 body: Bytes::from_static(ack),
                 content_type: TEXT_PLAIN,
@@ -288,8 +538,19 @@ impl Endpoint {
                 });
             }
         }
+        if self.platform.is_wecom()
+            && matches!(
+                reply,
+                Reply::Music(_) | Reply::TransferCustomerService { .. }
+            )
+        {
+            return Err(Rejection::UnsupportedReply);
+        }
         let now = self.now();
         let body = match (to.key, &self.keys) {
+            (Some(id), Some(keys)) if self.platform == Platform::WeComRobot => {
+                reply::seal_robot_reply(reply, keys.key(id), &self.token, now, to.nonce())?
+            }
             (Some(id), Some(keys)) => {
                 let sealer = Sealer::new(to.format, keys.key(id), keys.app_id(), &self.token, now);
                 reply::seal_reply(reply, to.addressee(), to.sender(), sealer)
@@ -301,6 +562,21 @@ impl Endpoint {
             body: Bytes::from(body),
             content_type: to.format.content_type(),
         })
+    }
+}
+
+fn parse_query(query: &str, signed: Signed) -> Result<CallbackQuery, Rejection> {
+    CallbackQuery::parse_for(query, signed).map_err(|e| match e {
+        QueryError::Missing(p) => Rejection::MissingSignature(p),
+        e => Rejection::Query(e),
+    })
+}
+
+/// The plain handshake: `echostr`, verbatim.
+fn echo(query: &CallbackQuery) -> Result<Verified, Rejection> {
+    match query.echostr() {
+        Some(echo) => Ok(Verified::Handshake(Bytes::copy_from_slice(echo.as_bytes()))),
+        None => Err(Rejection::MissingEchostr),
     }
 }
 
@@ -321,7 +597,8 @@ pub(crate) fn is_document(body: &[u8]) -> bool {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Verified {
-    /// A GET handshake: answer this `echostr`, verbatim, with 200.
+    /// A GET handshake: answer these bytes, verbatim, with 200: the `echostr`, or on WeCom
+    /// its decrypted plaintext.
     Handshake(Bytes),
     /// A POST whose body is still to be read, then given to [`Endpoint::open`].
     Push(CallbackQuery),
@@ -419,23 +696,29 @@ impl<'a> OpenedPush<'a> {
 #[derive(Clone, Debug)]
 pub struct ReplyTo {
     /// The push's `FromUserName` (the reply's addressee), then its `ToUserName` (the
-    /// reply's sender), in one allocation.
+    /// reply's sender), then the request's nonce when the reply reuses it (WeCom robots), in
+    /// one allocation.
     names: String,
     /// Where the second name starts in `names`.
     split: usize,
+    /// Where the nonce starts in `names`.
+    split_nonce: usize,
     format: Format,
     key: Option<KeyId>,
 }
 
 impl ReplyTo {
-    fn new(message: &Message, format: Format, key: Option<KeyId>) -> Self {
+    fn new(message: &Message, format: Format, key: Option<KeyId>, nonce: &str) -> Self {
         let (to_user, from_user) = (message.from_user(), message.to_user());
-        let mut names = String::with_capacity(to_user.len() + from_user.len());
+        let mut names = String::with_capacity(to_user.len() + from_user.len() + nonce.len());
         names.push_str(to_user);
         names.push_str(from_user);
+        let split_nonce = names.len();
+        names.push_str(nonce);
         Self {
             names,
             split: to_user.len(),
+            split_nonce,
             format,
             key,
         }
@@ -448,7 +731,14 @@ impl ReplyTo {
 
     /// The reply's `FromUserName`: the push's `ToUserName`.
     pub fn sender(&self) -> &str {
-        self.names.get(self.split..).unwrap_or_default()
+        self.names
+            .get(self.split..self.split_nonce)
+            .unwrap_or_default()
+    }
+
+    /// The request's `nonce` the reply reuses (WeCom robots); empty otherwise.
+    fn nonce(&self) -> &str {
+        self.names.get(self.split_nonce..).unwrap_or_default()
     }
 
     /// The format the reply is written in.

@@ -56,6 +56,13 @@ impl CallbackQuery {
     ///
     /// `signature`, `timestamp` and `nonce` are required; `timestamp` must be decimal seconds.
     pub fn parse(query: &str) -> Result<Self, QueryError> {
+        Self::parse_for(query, Signed::Plain)
+    }
+
+    /// Parses a query whose required signature is `signed` names: `signature` (mini programs,
+    /// official accounts), `msg_signature` (WeCom, which sends no `signature`), or either
+    /// (third-party platforms, where `msg_signature` is what counts; see `Endpoint::check`).
+    pub(crate) fn parse_for(query: &str, signed: Signed) -> Result<Self, QueryError> {
         // WeChat's queries carry no escapes; one scan tells whether any piece needs decoding.
         let escaped = memchr::memchr(b'%', query.as_bytes()).is_some();
         let mut buf = String::with_capacity(query.len());
@@ -110,8 +117,18 @@ impl CallbackQuery {
             Some("aes") => EncryptType::Aes,
             Some(_) => return Err(QueryError::Malformed("encrypt_type")),
         };
+        let signature = match signed {
+            Signed::Plain => signature.ok_or(QueryError::Missing("signature"))?,
+            Signed::Message | Signed::Either => {
+                if signed == Signed::Message && msg_signature.is_none() {
+                    return Err(QueryError::Missing("msg_signature"));
+                }
+                // Absent: an empty range, so `signature()` is "".
+                signature.unwrap_or(0..0)
+            }
+        };
         Ok(Self {
-            signature: signature.ok_or(QueryError::Missing("signature"))?,
+            signature,
             timestamp,
             timestamp_secs,
             nonce: nonce.ok_or(QueryError::Missing("nonce"))?,
@@ -127,7 +144,8 @@ impl CallbackQuery {
         value_in(&self.buf, range)
     }
 
-    /// `signature`: SHA-1 over token, timestamp and nonce, as hex.
+    /// `signature`: SHA-1 over token, timestamp and nonce, as hex. Empty when the query was
+    /// accepted without one: WeCom sends only `msg_signature`.
     pub fn signature(&self) -> &str {
         self.value(&self.signature)
     }
@@ -196,6 +214,18 @@ impl fmt::Debug for CallbackQuery {
             .field("echostr", &self.echostr())
             .finish()
     }
+}
+
+/// Which signature a query must carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signed {
+    /// `signature` (mini programs, official accounts).
+    Plain,
+    /// `msg_signature` (WeCom).
+    Message,
+    /// Neither is required here (third-party platforms: the endpoint requires `msg_signature`
+    /// on pushes and `signature` on a handshake).
+    Either,
 }
 
 #[derive(Clone, Copy)]

@@ -19,8 +19,8 @@
 //! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired), [`ReplayedSignature`](Rejection::ReplayedSignature) |
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
-//! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime) |
-//! | 503 Service Unavailable | [`Store`](Rejection::Store) |
+//! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime), [`UnsupportedReply`](Rejection::UnsupportedReply) |
+//! | 503 Service Unavailable | [`Store`](Rejection::Store), [`TicketStore`](Rejection::TicketStore) |
 
 use std::fmt;
 use std::time::Duration;
@@ -78,8 +78,14 @@ pub enum Rejection {
     ReplayedSignature,
     /// The replay guard's store failed.
     Store,
+    /// The ticket store (see [`ticket_store`](crate::WechatLayer::ticket_store)) failed to
+    /// keep a `component_verify_ticket`: answered 503 so that WeChat pushes it again.
+    TicketStore,
     /// The operating system's random source failed while sealing a reply.
     Random,
+    /// The handler's reply does not exist on this endpoint's platform (a music reply on
+    /// WeCom, a news reply to a WeCom robot): a bug in the handler, not in the request.
+    UnsupportedReply,
     /// The retry options ([`dedupe`](crate::WechatLayer::dedupe),
     /// [`ack_deadline`](crate::WechatLayer::ack_deadline)) are on, but the push is not being
     /// served on a Tokio runtime, which they need.
@@ -98,7 +104,7 @@ impl Rejection {
             | Self::MissingMsgSignature
             | Self::BadMsgSignature
             | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
-            Self::Store => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store | Self::TicketStore => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Query(_)
             | Self::MissingEchostr
@@ -107,7 +113,9 @@ impl Rejection {
             | Self::BodyRead
             | Self::Malformed(_)
             | Self::Decrypt(_) => StatusCode::BAD_REQUEST,
-            Self::Random | Self::NoRuntime => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Random | Self::NoRuntime | Self::UnsupportedReply => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -125,7 +133,9 @@ impl Rejection {
             Self::BodyRead => "could not read the body",
             Self::ReplayedSignature => "replayed signature",
             Self::Store => "replay store unavailable",
+            Self::TicketStore => "ticket store unavailable",
             Self::Random => "could not seal the reply",
+            Self::UnsupportedReply => "the handler's reply does not exist on this platform",
             Self::NoRuntime => "dedupe and the ack deadline need a Tokio runtime",
             Self::MissingSignature(_)
             | Self::Query(_)

@@ -302,3 +302,62 @@ pub fn reference_encrypt(key: &[u8; 32], prefix: [u8; 16], msg: &[u8], appid: &s
         .unwrap();
     base64::engine::general_purpose::STANDARD.encode(cipher)
 }
+
+/// The 32 AES key bytes of an `EncodingAESKey`, decoded leniently (non-zero spare bits in
+/// the last character, as WeChat's consoles generate them), with the `base64` crate.
+pub fn reference_key(encoding_aes_key: &str) -> [u8; 32] {
+    use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose};
+    use base64::{alphabet, Engine as _};
+
+    let lenient = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        general_purpose::PAD
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    lenient
+        .decode(encoding_aes_key)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// Opens `Encrypt` the way WeChat does (PROTOCOL.md §4.4) with the `aes`, `cbc` and `base64`
+/// crates, not the crate's own code: the message, after checking that the receive id
+/// trailer is `receive_id` byte for byte (empty included).
+pub fn reference_decrypt(
+    encoding_aes_key: &str,
+    encrypt: &str,
+    receive_id: &str,
+) -> Result<String, String> {
+    use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, KeyIvInit};
+    use base64::Engine as _;
+
+    let key = reference_key(encoding_aes_key);
+    let mut buf = base64::engine::general_purpose::STANDARD
+        .decode(encrypt)
+        .map_err(|e| e.to_string())?;
+    let plain = cbc::Decryptor::<aes::Aes256>::new((&key).into(), key[..16].into())
+        .decrypt_padded_mut::<NoPadding>(&mut buf)
+        .map_err(|e| e.to_string())?;
+    let pad = usize::from(*plain.last().ok_or("empty")?);
+    let plain = &plain[..plain.len() - pad];
+    let len = u32::from_be_bytes(plain[16..20].try_into().unwrap()) as usize;
+    let (msg, trailer) = plain[20..].split_at(len);
+    if trailer != receive_id.as_bytes() {
+        return Err(format!(
+            "receive id {:?}, expected {receive_id:?}",
+            String::from_utf8_lossy(trailer)
+        ));
+    }
+    String::from_utf8(msg.to_vec()).map_err(|e| e.to_string())
+}
+
+/// `msg_signature` computed here: SHA-1 over the sorted strings, in hex.
+pub fn reference_sign(parts: &[&str]) -> String {
+    use sha1::{Digest, Sha1};
+
+    let mut parts = parts.to_vec();
+    parts.sort_unstable();
+    hex::encode(Sha1::digest(parts.concat().as_bytes()))
+}

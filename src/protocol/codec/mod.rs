@@ -120,6 +120,23 @@ pub fn decode_envelope(body: &[u8]) -> Result<(Format, Envelope<'_>), DecodeErro
     Ok((format, envelope))
 }
 
+/// Decodes a WeCom push body: it must carry `Encrypt` (XML, JSON) or `encrypt` (JSON app
+/// callbacks and robots, PLATFORMS.md §1.10); WeCom never sends plaintext pushes. The other
+/// envelope fields (`ToUserName`, `AgentID`) are not signed and are ignored.
+pub fn decode_wecom_envelope(body: &[u8]) -> Result<(Format, Envelope<'_>), DecodeError> {
+    let format = Format::sniff(body)?;
+    let mut doc = parse(format, body)?;
+    let encrypt = match (doc.take("Encrypt")?, doc.take("encrypt")?) {
+        (Some(raw), None) | (None, Some(raw)) => raw,
+        (Some(_), Some(_)) => return Err(DecodeError::duplicate("Encrypt")),
+        (None, None) => return Err(DecodeError::missing("Encrypt")),
+    };
+    match encrypt {
+        Raw::Str(s) => Ok((format, Envelope::Encrypted(s))),
+        _ => Err(DecodeError::invalid("Encrypt", "expected text")),
+    }
+}
+
 /// Decodes a complete message in a known format (e.g. a decrypted plaintext).
 /// A leading UTF-8 byte-order mark is skipped.
 pub fn decode_message(format: Format, doc: &[u8]) -> Result<Message, DecodeError> {
@@ -134,7 +151,7 @@ pub fn fuzz_xml_fast_path_agrees(doc: &[u8]) -> bool {
     xml::fast_path_agrees(doc)
 }
 
-fn parse(format: Format, doc: &[u8]) -> Result<Doc<'_>, DecodeError> {
+pub(crate) fn parse(format: Format, doc: &[u8]) -> Result<Doc<'_>, DecodeError> {
     match format {
         Format::Xml => xml::parse(doc),
         Format::Json => json::parse(doc),

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use super::wecom::{self, BatchJob, ContactChange, ExternalContactChange, TemplateCardEvent};
 use super::{node_doc, Fields};
 use crate::codec::{DecodeError, Doc, Raw};
 
@@ -91,6 +92,41 @@ pub enum Event {
         /// `EventKey`: the URL.
         event_key: String,
     },
+    /// `scancode_push`: a menu scan whose result the client shows itself.
+    #[non_exhaustive]
+    ScanCodePush {
+        /// `EventKey`: the menu key.
+        event_key: String,
+        /// `ScanCodeInfo.ScanType` (`qrcode`, `barcode`, …).
+        scan_type: String,
+        /// `ScanCodeInfo.ScanResult`.
+        scan_result: String,
+    },
+    /// `scancode_waitmsg`: a menu scan whose result waits for the server's reply.
+    #[non_exhaustive]
+    ScanCodeWaitMsg {
+        /// `EventKey`: the menu key.
+        event_key: String,
+        /// `ScanCodeInfo.ScanType`.
+        scan_type: String,
+        /// `ScanCodeInfo.ScanResult`.
+        scan_result: String,
+    },
+    /// `enter_agent` (WeCom): a member opened the app. `AgentID` is in the extra fields
+    /// ([`Message::agent_id`](super::Message::agent_id)).
+    #[non_exhaustive]
+    EnterAgent {
+        /// `EventKey` (empty in practice).
+        event_key: Option<String>,
+    },
+    /// `batch_job_result` (WeCom): an asynchronous batch or export job finished.
+    BatchJobResult(BatchJob),
+    /// `change_contact` (WeCom): a member, department or tag changed. Sent from `sys`.
+    ChangeContact(ContactChange),
+    /// `change_external_contact` (WeCom): a customer contact changed. Sent from `sys`.
+    ChangeExternalContact(ExternalContactChange),
+    /// `template_card_event` (WeCom): a template card's button or choice.
+    TemplateCardEvent(TemplateCardEvent),
     /// Any other event; its fields are in [`Message::extra`](super::Message::extra).
     Unknown {
         /// The raw `Event` value.
@@ -267,7 +303,9 @@ pub struct MediaCheckDetail {
 }
 
 impl Event {
-    /// The raw `Event` value.
+    /// The `Event` value. Event names are matched case-insensitively where WeChat and WeCom
+    /// spell them differently (`CLICK`/`click`, `VIEW`/`view`, `LOCATION`): those variants
+    /// name themselves as official accounts spell them.
     pub fn name(&self) -> &str {
         match self {
             Event::UserEnterTempSession { .. } => "user_enter_tempsession",
@@ -281,6 +319,13 @@ impl Event {
             Event::Location { .. } => "LOCATION",
             Event::Click { .. } => "CLICK",
             Event::View { .. } => "VIEW",
+            Event::ScanCodePush { .. } => "scancode_push",
+            Event::ScanCodeWaitMsg { .. } => "scancode_waitmsg",
+            Event::EnterAgent { .. } => "enter_agent",
+            Event::BatchJobResult(_) => "batch_job_result",
+            Event::ChangeContact(_) => "change_contact",
+            Event::ChangeExternalContact(_) => "change_external_contact",
+            Event::TemplateCardEvent(_) => "template_card_event",
             Event::Unknown { event } => event,
         }
     }
@@ -342,17 +387,46 @@ impl Event {
                 event_key: doc.string("EventKey")?,
                 ticket: doc.opt_string("Ticket")?,
             },
-            "LOCATION" => Event::Location {
+            n if n.eq_ignore_ascii_case("LOCATION") => Event::Location {
                 latitude: doc.required("Latitude")?.to_f64("Latitude")?,
                 longitude: doc.required("Longitude")?.to_f64("Longitude")?,
                 precision: doc.required("Precision")?.to_f64("Precision")?,
             },
-            "CLICK" => Event::Click {
+            n if n.eq_ignore_ascii_case("CLICK") => Event::Click {
                 event_key: doc.string("EventKey")?,
             },
-            "VIEW" => Event::View {
+            n if n.eq_ignore_ascii_case("VIEW") => Event::View {
                 event_key: doc.string("EventKey")?,
             },
+            "scancode_push" | "scancode_waitmsg" => {
+                let event_key = doc.string("EventKey")?;
+                let mut info = node_doc(doc.required("ScanCodeInfo")?, "ScanCodeInfo")?;
+                let scan_type = info.string("ScanType")?;
+                let scan_result = info.string("ScanResult")?;
+                wecom::keep_rest(doc, "ScanCodeInfo", info);
+                if &*name == "scancode_push" {
+                    Event::ScanCodePush {
+                        event_key,
+                        scan_type,
+                        scan_result,
+                    }
+                } else {
+                    Event::ScanCodeWaitMsg {
+                        event_key,
+                        scan_type,
+                        scan_result,
+                    }
+                }
+            }
+            "enter_agent" => Event::EnterAgent {
+                event_key: doc.opt_string("EventKey")?,
+            },
+            "batch_job_result" => Event::BatchJobResult(wecom::batch_job(doc)?),
+            "change_contact" => Event::ChangeContact(ContactChange::from_doc(doc)?),
+            "change_external_contact" => {
+                Event::ChangeExternalContact(wecom::external_contact(doc)?)
+            }
+            "template_card_event" => Event::TemplateCardEvent(wecom::template_card(doc)?),
             _ => Event::Unknown {
                 event: name.into_owned(),
             },

@@ -33,14 +33,20 @@
 
 use crate::codec::{self, DecodeError, Doc, Format, Raw};
 
+mod component;
 mod event;
 mod fields;
+mod robot;
+mod wecom;
 
+pub use component::{Authorization, ComponentEvent};
 pub use event::{
     Event, MediaCheck, MediaCheckDetail, MediaCheckResult, PopupItem, SentItem, StatusItem,
     SubscribeStatus, Suggest,
 };
 pub use fields::{Fields, Value};
+pub use robot::{RobotContent, RobotPush};
+pub use wecom::{BatchJob, ContactChange, ExternalContactChange, SelectedItem, TemplateCardEvent};
 
 /// A decoded push: the common header, the typed content, and the rest.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +165,12 @@ pub enum Kind {
     },
     /// `event`, typed by its `Event` value.
     Event(Event),
+    /// A third-party platform's authorisation event (`InfoType`). These pushes have no
+    /// `MsgType`: [`msg_type`](Kind::msg_type) gives the `InfoType`.
+    Component(ComponentEvent),
+    /// A WeCom intelligent robot's push ([`Message::from_robot_json`]);
+    /// [`msg_type`](Kind::msg_type) gives its `msgtype`.
+    Robot(RobotPush),
     /// Any other `MsgType`; all its fields are in [`Message::extra`].
     Unknown {
         /// The raw `MsgType`.
@@ -194,6 +206,8 @@ impl Kind {
             Kind::Link { .. } => "link",
             Kind::MiniProgramPage { .. } => "miniprogrampage",
             Kind::Event(_) => "event",
+            Kind::Component(event) => event.info_type(),
+            Kind::Robot(push) => push.content.msg_type(),
             Kind::Unknown { msg_type } => msg_type,
         }
     }
@@ -243,12 +257,15 @@ impl Message {
         codec::decode_message(Format::Json, doc)
     }
 
-    /// `ToUserName`: the mini program's / account's original id (`gh_…`).
+    /// `ToUserName`: the mini program's / account's original id (`gh_…`); on WeCom the
+    /// CorpID; for a third-party platform's authorisation event its `AppId` (the component
+    /// AppID); for a WeCom robot its `aibotid`.
     pub fn to_user(&self) -> &str {
         &self.to_user
     }
 
-    /// `FromUserName`: the sender's openid.
+    /// `FromUserName`: the sender's openid (on WeCom the member's UserID, `sys` for system
+    /// events); empty for a third-party platform's authorisation event.
     pub fn from_user(&self) -> &str {
         &self.from_user
     }
@@ -281,6 +298,21 @@ impl Message {
         &self.kind
     }
 
+    /// `AgentID`, the WeCom app, when the (decrypted) push carries a numeric one. It stays in
+    /// [`extra`](Self::extra) as well. The envelope's `AgentID` is not signed and never read.
+    pub fn agent_id(&self) -> Option<u64> {
+        let id = self.extra.get("AgentID")?.as_text()?;
+        id.trim().parse().ok()
+    }
+
+    /// The third-party platform's authorisation event, when this is one.
+    pub fn component_event(&self) -> Option<&ComponentEvent> {
+        match &self.kind {
+            Kind::Component(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The typed event, when `MsgType` is `event`.
     pub fn event(&self) -> Option<&Event> {
         match &self.kind {
@@ -300,7 +332,10 @@ impl Message {
     }
 
     pub(crate) fn from_doc(mut doc: Doc<'_>) -> Result<Message, DecodeError> {
-        let to_user = doc.string("ToUserName")?;
+        let to_user = match doc.take("ToUserName")? {
+            Some(raw) => raw.into_string("ToUserName")?,
+            None => return Message::from_info_doc(doc),
+        };
         let from_user = doc.string("FromUserName")?;
         let create_time = doc.required("CreateTime")?.to_u64("CreateTime")?;
         let msg_type = doc.required("MsgType")?.into_text("MsgType")?;
@@ -358,6 +393,27 @@ impl Message {
             create_time,
             msg_id,
             kind,
+            extra: doc.into_fields(),
+        })
+    }
+}
+
+impl Message {
+    /// A third-party platform's authorisation event (`InfoType`, no `ToUserName`).
+    fn from_info_doc(mut doc: Doc<'_>) -> Result<Message, DecodeError> {
+        let Some(info_type) = doc.take("InfoType")? else {
+            return Err(DecodeError::missing("ToUserName"));
+        };
+        let info_type = info_type.into_text("InfoType")?;
+        let app_id = doc.string("AppId")?;
+        let create_time = doc.required("CreateTime")?.to_u64("CreateTime")?;
+        let event = ComponentEvent::from_doc(info_type, &mut doc)?;
+        Ok(Message {
+            to_user: app_id,
+            from_user: String::new(),
+            create_time,
+            msg_id: None,
+            kind: Kind::Component(event),
             extra: doc.into_fields(),
         })
     }

@@ -28,7 +28,7 @@ mod tests;
 mod write;
 
 pub use seal::{envelope, seal};
-pub(crate) use seal::{seal_reply, Sealer};
+pub(crate) use seal::{seal_reply, seal_robot_reply, Sealer};
 
 /// What the handler answers to a push.
 ///

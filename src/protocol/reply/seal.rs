@@ -6,6 +6,7 @@ use base64_simd::STANDARD;
 use crate::codec::Format;
 use crate::crypto::{self, EncodingAesKey, RandomError};
 use crate::random;
+use crate::rejection::Rejection;
 use crate::signature::{self, Signature};
 
 use super::write::{cdata, fmt_u64, itoa_buf, json_string};
@@ -44,6 +45,48 @@ pub(crate) fn seal_reply(
     let buf = crypto::seal_buffer(512);
     let buf = reply.write_to(buf, sealer.format, to_user, from_user, sealer.timestamp);
     Ok(sealer.seal(buf, random))
+}
+
+/// Seals a reply to a WeCom intelligent robot (PLATFORMS.md §1.10): the JSON document
+/// (a [`Reply::Text`] becomes `{"msgtype":"text","text":{"content":…}}`, a
+/// [`Reply::Document`] is taken as it is) encrypted with an empty receive id, in the robot's
+/// envelope `{"encrypt","msgsignature","timestamp","nonce"}`: lower-case keys, the timestamp
+/// a JSON number, and `nonce` the request's own.
+pub(crate) fn seal_robot_reply(
+    reply: &Reply,
+    key: &EncodingAesKey,
+    token: &str,
+    timestamp: u64,
+    nonce: &str,
+) -> Result<Vec<u8>, Rejection> {
+    let mut buf = crypto::seal_buffer(512);
+    match reply {
+        Reply::Text { content } => {
+            buf.extend_from_slice(br#"{"msgtype":"text","text":{"content":"#);
+            json_string(&mut buf, content.as_bytes());
+            buf.extend_from_slice(b"}}");
+        }
+        Reply::Document(document) => buf.extend_from_slice(document),
+        _ => return Err(Rejection::UnsupportedReply),
+    }
+    let prefix = random::os_random::<16>().map_err(|_| Rejection::Random)?;
+    let cipher = crypto::seal_in_place(key, prefix, &mut buf, "");
+    let encrypt = STANDARD.encode_type::<Vec<u8>>(cipher);
+    let mut digits = itoa_buf();
+    let ts = fmt_u64(&mut digits, timestamp);
+    let sig =
+        signature::sign_message_bytes(token.as_bytes(), ts, nonce.as_bytes(), &encrypt).to_hex();
+    let mut out = Vec::with_capacity(encrypt.len() + 128);
+    out.extend_from_slice(br#"{"encrypt":"#);
+    json_string(&mut out, &encrypt);
+    out.extend_from_slice(br#","msgsignature":"#);
+    json_string(&mut out, &sig);
+    out.extend_from_slice(br#","timestamp":"#);
+    out.extend_from_slice(ts);
+    out.extend_from_slice(br#","nonce":"#);
+    json_string(&mut out, nonce.as_bytes());
+    out.push(b'}');
+    Ok(out)
 }
 
 /// What sealing a reply needs besides the document and the randomness.

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use sha1::{Digest, Sha1};
 
-use crate::message::{Message, Value};
+use crate::message::{Kind, Message, Value};
 use crate::protocol::hex;
 
 /// The key one push is deduplicated by, scoped to the receiving account (`ToUserName`).
@@ -26,9 +26,22 @@ use crate::protocol::hex;
 /// assert!(key.starts_with("gh_1|doc|"));
 /// # Ok::<(), wechat_push::codec::DecodeError>(())
 /// ```
+///
+/// WeCom: the agents of one corp share its CorpID as `ToUserName`, so a push naming its
+/// `AgentID` is scoped by it too (`corp/agent|…`); system events (`FromUserName` `sys`,
+/// no `MsgId`) are keyed by their document, so two contact changes in the same second do not
+/// collide (PLATFORMS.md §1.8). A robot push is keyed by its `msgid`.
 pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
     let mut key = String::with_capacity(64);
     key.push_str(message.to_user());
+    if let Some(agent) = message.agent_id() {
+        let _ = write!(key, "/{agent}");
+    }
+    if let Kind::Robot(push) = message.kind() {
+        key.push_str("|msg|");
+        key.push_str(&push.msg_id);
+        return key;
+    }
     if let Some(id) = message.msg_id() {
         // Writing to a String cannot fail.
         let _ = write!(key, "|msg|{id}");
@@ -56,6 +69,7 @@ pub(crate) struct DedupeKey(pub(crate) String);
 /// The key of a push whose document the caller does not have: its `MsgId`, or none.
 pub(super) fn id_key(message: &Message) -> Option<String> {
     let has_id = message.msg_id().is_some()
+        || matches!(message.kind(), Kind::Robot(_))
         || message
             .field("MsgId")
             .and_then(Value::as_text)
