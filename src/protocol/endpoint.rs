@@ -54,6 +54,9 @@ pub enum ConfigError {
     Token,
     /// The AppID is empty, longer than 64 bytes, or not ASCII letters, digits, `_` and `-`.
     AppId,
+    /// An app's name (see [`AppName`](crate::apps::AppName)) is empty, longer than 64 bytes,
+    /// or not ASCII letters, digits, `_`, `-` and `.`.
+    AppName,
 }
 
 impl fmt::Display for ConfigError {
@@ -63,6 +66,7 @@ impl fmt::Display for ConfigError {
             Self::AppId => {
                 "the AppID must be 1 to 64 ASCII letters, digits, '_' or '-' (e.g. wx1234567890abcdef)"
             }
+            Self::AppName => "an app's name must be 1 to 64 ASCII letters, digits, '_', '-' or '.'",
         })
     }
 }

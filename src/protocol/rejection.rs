@@ -17,6 +17,8 @@
 //! | --- | --- |
 //! | 400 Bad Request | [`Query`](Rejection::Query), [`MissingEchostr`](Rejection::MissingEchostr), [`BodyRead`](Rejection::BodyRead), [`Malformed`](Rejection::Malformed), [`MissingEncrypt`](Rejection::MissingEncrypt), [`EncryptionNotConfigured`](Rejection::EncryptionNotConfigured), [`Decrypt`](Rejection::Decrypt) |
 //! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired), [`ReplayedSignature`](Rejection::ReplayedSignature) |
+//! | 403 Forbidden | [`WrongRecipient`](Rejection::WrongRecipient) |
+//! | 404 Not Found | [`UnknownApp`](Rejection::UnknownApp) |
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
 //! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime) |
@@ -80,6 +82,14 @@ pub enum Rejection {
     Store,
     /// The operating system's random source failed while sealing a reply.
     Random,
+    /// A multi-app layer: the request names no configured app (see
+    /// [`apps`](crate::apps)). Never answered with another app's keys.
+    UnknownApp,
+    /// The push verified with the chosen app's keys but is addressed (its decrypted
+    /// `ToUserName`) to another account than the app's
+    /// [`recipient`](crate::apps::App::recipient): a push for one Open Platform authoriser
+    /// sent to another's path.
+    WrongRecipient,
     /// The retry options ([`dedupe`](crate::WechatLayer::dedupe),
     /// [`ack_deadline`](crate::WechatLayer::ack_deadline)) are on, but the push is not being
     /// served on a Tokio runtime, which they need.
@@ -99,6 +109,8 @@ impl Rejection {
             | Self::BadMsgSignature
             | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
             Self::Store => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnknownApp => StatusCode::NOT_FOUND,
+            Self::WrongRecipient => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Query(_)
             | Self::MissingEchostr
@@ -127,6 +139,8 @@ impl Rejection {
             Self::Store => "replay store unavailable",
             Self::Random => "could not seal the reply",
             Self::NoRuntime => "dedupe and the ack deadline need a Tokio runtime",
+            Self::UnknownApp => "unknown app: no app is configured under the name this URL gives",
+            Self::WrongRecipient => "push addressed to another account than the app this URL names",
             Self::MissingSignature(_)
             | Self::Query(_)
             | Self::StaleTimestamp { .. }

@@ -48,6 +48,21 @@ pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
     key
 }
 
+/// [`dedupe_key`] within `scope` (a multi-app layer's app name): `{scope}/` before the key,
+/// so the same `MsgId` in two apps gives two keys. App names have no `/`.
+pub(crate) fn scoped_dedupe_key(scope: Option<&str>, message: &Message, document: &[u8]) -> String {
+    match scope {
+        None => dedupe_key(message, document),
+        Some(scope) => {
+            let mut key = String::with_capacity(scope.len() + 65);
+            key.push_str(scope);
+            key.push('/');
+            key.push_str(&dedupe_key(message, document));
+            key
+        }
+    }
+}
+
 /// The key of the push a request carries, put in its extensions by the layer (which has the
 /// decrypted document) when dedupe is on.
 #[derive(Clone, Debug)]
