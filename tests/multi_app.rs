@@ -136,7 +136,13 @@ fn v5_at(authoriser: &str) -> String {
 }
 
 /// What is sent, whether to the component URL (else `/wechat/{app}`), and the refusal.
-type RefusedCase = (&'static str, Request<Full<Bytes>>, bool, StatusCode, Rejection);
+type RefusedCase = (
+    &'static str,
+    Request<Full<Bytes>>,
+    bool,
+    StatusCode,
+    Rejection,
+);
 
 #[tokio::test]
 async fn requests_the_chosen_app_cannot_verify_never_reach_the_handler() {

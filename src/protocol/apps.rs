@@ -372,9 +372,8 @@ impl ChooseApp {
     /// The app of `apps` this request names; `None` when it names none, or one that is not
     /// configured.
     pub fn app(&self, apps: &Apps, uri: &Uri, headers: &HeaderMap) -> Option<Arc<App>> {
-        self.name(uri, headers)
-            .filter(|name| is_name(name))
-            .and_then(|name| apps.get(name))
+        // Only valid names are ever inserted, so anything else finds nothing.
+        self.name(uri, headers).and_then(|name| apps.get(name))
     }
 }
 
