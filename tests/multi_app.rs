@@ -8,18 +8,13 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::routing::post;
-use axum::Router;
 use bytes::Bytes;
 use common::{body_string, must_not_be_called, plain_query, send, serve_hyper, Counter};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tower::{service_fn, ServiceExt};
 use wechat_push::apps::{App, AppName, Apps, ChooseApp};
-use wechat_push::dedupe::MemoryDedupeStore;
-use wechat_push::message::Kind;
 use wechat_push::replay::MemoryReplayStore;
 use wechat_push::{
     crypto, signature, EncodingAesKey, Endpoint, Message, PushInfo, Rejection, Reply, WechatLayer,
@@ -310,15 +305,23 @@ async fn send_req(addr: SocketAddr, req: Request<Full<Bytes>>) -> (StatusCode, S
     (status, text)
 }
 
+#[cfg(feature = "axum")]
 async fn on_push(app: AppName, msg: Message) -> Reply {
+    use wechat_push::message::Kind;
+
     match msg.kind() {
         Kind::Text { content, .. } => Reply::text(format!("{app}: {content}")),
         _ => Reply::Success,
     }
 }
 
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn pass_through_mode_behind_an_axum_route_with_the_app_in_the_path() {
+    use axum::routing::post;
+    use axum::Router;
+    use tokio::net::TcpListener;
+
     let hits = Counter::default();
     let wechat = WechatLayer::apps(apps(), ChooseApp::last_segment()).pass_through();
     let router = Router::new().route(
@@ -413,8 +416,11 @@ async fn apps_added_and_replaced_while_the_server_serves() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn dedupe_keys_are_scoped_by_app_the_same_msg_id_in_two_apps_is_handled_once_each() {
+    use wechat_push::dedupe::MemoryDedupeStore;
+
     let calls = Arc::new(Mutex::new(Vec::new()));
     let handler = {
         let calls = calls.clone();
