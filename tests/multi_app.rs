@@ -520,3 +520,87 @@ fn the_sans_io_core_checks_the_recipient_too() {
     assert!(other.endpoint().open(q.clone(), body).is_ok());
     assert_eq!(other.open(q, body).unwrap_err(), Rejection::WrongRecipient);
 }
+
+/// An app replaced or removed while one of its pushes is with the handler: that push finishes
+/// with the app it chose (its reply sealed with the old keys), the next push sees the change.
+#[tokio::test]
+async fn a_push_in_flight_keeps_the_app_it_chose_when_the_app_changes() {
+    use tokio::sync::Notify;
+
+    for change in ["replace", "remove"] {
+        let registry = apps();
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let handler = service_fn({
+            let (entered, release) = (entered.clone(), release.clone());
+            move |_: Request<Message>| {
+                let (entered, release) = (entered.clone(), release.clone());
+                async move {
+                    entered.notify_one();
+                    release.notified().await;
+                    Ok::<_, Infallible>(Reply::text("late"))
+                }
+            }
+        });
+        let svc = WechatLayer::apps(registry.clone(), ChooseApp::last_segment()).layer(handler);
+        let push = || {
+            sealed(
+                "/wechat/b",
+                "TokenB2",
+                "wxbbbbbbbbbbbbbbbb",
+                &text_push("gh_b", 5, "hi"),
+            )
+        };
+        let in_flight = tokio::spawn(svc.clone().oneshot(push()));
+        entered.notified().await;
+        match change {
+            "replace" => {
+                registry.insert(mini_program("b", "TokenB3", "wxbbbbbbbbbbbbbbb3"));
+            }
+            _ => {
+                registry.remove("b");
+            }
+        }
+        release.notify_one();
+        let response = in_flight.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{change}");
+        let body = body_string(response.into_body()).await;
+        let sealed_reply = common::sealed_envelope("xml", &body).unwrap();
+        assert!(
+            signature::verify_message(
+                &sealed_reply.msg_signature,
+                "TokenB2",
+                &sealed_reply.timestamp,
+                &sealed_reply.nonce,
+                &sealed_reply.encrypt
+            ),
+            "{change}: signed with the old token"
+        );
+        let opened = crypto::decrypt(&key(), &sealed_reply.encrypt, "wxbbbbbbbbbbbbbbbb").unwrap();
+        assert!(opened.as_str().contains("late"), "{change}");
+        // The next push sees the change.
+        let next = svc.clone().oneshot(push()).await.unwrap();
+        let expected = match change {
+            "replace" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::NOT_FOUND,
+        };
+        assert_eq!(next.status(), expected, "{change}");
+    }
+}
+
+#[test]
+fn a_multi_app_layer_s_debug_shows_names_not_secrets() {
+    let layer = WechatLayer::apps(apps(), ChooseApp::segment(1));
+    let text = format!("{layer:?}");
+    for secret in [
+        "TokenA1",
+        "TokenB2",
+        KEY,
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(
+        text.contains("\"a\"") && text.contains("segment(1)"),
+        "{text}"
+    );
+}
