@@ -12,9 +12,10 @@
 //!
 //! Several apps: `choose app of 1000` times what a multi-app layer adds per request, reading
 //! the app's name from the path (`/wechat/{app}`) and looking it up among 1,000 configured apps
-//! (the registry's lock-free load, the hash lookup, the `Arc` clone and drop); `layer 1000
+//! (the registry's read lock, the hash lookup, the `Arc` clone and drop); `layer 1000
 //! apps plaintext xml push, success` is the whole request through such a layer, to set beside
-//! the single-app `layer plaintext xml push, success`.
+//! the single-app `layer plaintext xml push, success`. `choose app of 1000, 2 threads` is the
+//! same choice made on two threads at once (time per choice, per thread).
 //!
 //! `cargo bench --bench core`; `cargo bench --bench core -- --list` names the benches.
 //! `../shared/bench/inproc` times the peers' decrypt-and-parse and encrypt-a-reply functions
@@ -259,6 +260,8 @@ fn bench_apps(c: &mut Criterion, push: &Push, check: impl Fn(Response<LayerBody>
         b.iter(|| choose.app(black_box(&apps), black_box(&uri), &headers))
     });
 
+    bench_concurrent(c, &apps, &choose, &uri);
+
     let svc = WechatLayer::apps(apps, choose).layer(service_fn(|_: Request<Message>| {
         ready(Ok::<_, Infallible>(Reply::Success))
     }));
@@ -273,6 +276,44 @@ fn bench_apps(c: &mut Criterion, push: &Push, check: impl Fn(Response<LayerBody>
         &push,
         check,
     );
+}
+
+/// Choosing an app on two threads at once. Each thread runs `iters` choices; the time is the
+/// slower thread's.
+fn bench_concurrent(c: &mut Criterion, apps: &Apps, choose: &ChooseApp, uri: &Uri) {
+    use std::sync::Barrier;
+    use std::time::{Duration, Instant};
+
+    fn on_threads(threads: usize, iters: u64, work: impl Fn() + Sync) -> Duration {
+        let barrier = Barrier::new(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            work();
+                        }
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .max()
+                .unwrap_or_default()
+        })
+    }
+    let headers = HeaderMap::new();
+    c.bench_function("choose app of 1000, 2 threads", |b| {
+        b.iter_custom(|iters| {
+            on_threads(2, iters, || {
+                black_box(choose.app(black_box(apps), black_box(uri), &headers));
+            })
+        })
+    });
 }
 
 criterion_group!(core, benches);

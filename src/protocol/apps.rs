@@ -33,9 +33,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use arc_swap::ArcSwap;
 use http::{HeaderMap, Uri};
 
 use crate::endpoint::{ConfigError, Endpoint, OpenedPush};
@@ -213,21 +212,20 @@ type Map = HashMap<AppName, Arc<App>>;
 /// The apps one layer serves, by name. Add or replace an app at any time, also while serving:
 /// the next request sees it.
 ///
-/// A handle: clones share the registry (keep one to change the apps the layer serves). Reads
-/// take no lock (an [`ArcSwap`] of an immutable map); each change copies the map, which suits
-/// apps that change now and then, not per request. The registry holds only what is inserted:
-/// a request naming anything else is refused, never looked up elsewhere.
+/// A handle: clones share the registry (keep one to change the apps the layer serves). A
+/// request's lookup holds a read lock for the hash lookup and the `Arc` clone of its app, no
+/// longer; a change holds the write lock for one insert or removal. The registry holds only
+/// what is inserted: a request naming anything else is refused, never looked up elsewhere.
 #[derive(Clone, Default)]
 pub struct Apps {
-    map: Arc<ArcSwap<Map>>,
+    map: Arc<RwLock<Map>>,
 }
 
 impl fmt::Debug for Apps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let map = self.map.load();
-        let mut names: Vec<&AppName> = map.keys().collect();
-        names.sort();
-        f.debug_struct("Apps").field("names", &names).finish()
+        f.debug_struct("Apps")
+            .field("names", &self.names())
+            .finish()
     }
 }
 
@@ -241,46 +239,44 @@ impl Apps {
     /// already past the lookup finish with the app they chose.
     pub fn insert(&self, app: App) -> Option<Arc<App>> {
         let app = Arc::new(app);
-        let mut old = None;
-        self.map.rcu(|map| {
-            let mut map = Map::clone(map);
-            old = map.insert(app.name.clone(), app.clone());
-            map
-        });
-        old
+        self.write().insert(app.name.clone(), app)
     }
 
     /// Removes the app `name`; later requests naming it are refused.
     pub fn remove(&self, name: &str) -> Option<Arc<App>> {
-        let mut old = None;
-        self.map.rcu(|map| {
-            let mut map = Map::clone(map);
-            old = map.remove(name);
-            map
-        });
-        old
+        self.write().remove(name)
     }
 
     /// The app `name`.
     pub fn get(&self, name: &str) -> Option<Arc<App>> {
-        self.map.load().get(name).cloned()
+        self.read().get(name).cloned()
     }
 
     /// How many apps there are.
     pub fn len(&self) -> usize {
-        self.map.load().len()
+        self.read().len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.map.load().is_empty()
+        self.read().is_empty()
     }
 
     /// The apps' names, sorted.
     pub fn names(&self) -> Vec<AppName> {
-        let mut names: Vec<AppName> = self.map.load().keys().cloned().collect();
+        let mut names: Vec<AppName> = self.read().keys().cloned().collect();
         names.sort();
         names
+    }
+
+    // No code panics while holding the lock (a map insert or removal, a lookup, a clone), so
+    // a poisoned lock still guards a whole map: go on with it.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -291,7 +287,7 @@ impl FromIterator<App> for Apps {
             .map(|app| (app.name.clone(), Arc::new(app)))
             .collect();
         Self {
-            map: Arc::new(ArcSwap::from_pointee(map)),
+            map: Arc::new(RwLock::new(map)),
         }
     }
 }
