@@ -232,7 +232,7 @@ async fn requests_the_chosen_app_cannot_verify_never_reach_the_handler() {
 type Seen = Arc<Mutex<Vec<(String, String, bool)>>>;
 
 #[tokio::test]
-async fn typed_mode_each_app_with_its_own_keys_and_its_name_in_the_request() {
+async fn typed_mode_behind_axum_routes_each_app_with_its_own_keys_and_its_name_in_the_request() {
     let seen = Seen::default();
     let handler = {
         let seen = seen.clone();
@@ -249,10 +249,20 @@ async fn typed_mode_each_app_with_its_own_keys_and_its_name_in_the_request() {
             }
         })
     };
-    let svc = WechatLayer::apps(apps(), ChooseApp::last_segment()).layer(handler.clone());
-    let addr = serve_hyper(svc).await;
-    let component_addr =
-        serve_hyper(WechatLayer::apps(apps(), ChooseApp::segment(0)).layer(handler)).await;
+    // One axum router: `/wechat/{app}`, and the Open Platform's `/{appid}/revice`.
+    let router = axum::Router::new()
+        .route_service(
+            "/wechat/{app}",
+            WechatLayer::apps(apps(), ChooseApp::last_segment()).layer(handler.clone()),
+        )
+        .route_service(
+            "/{appid}/revice",
+            WechatLayer::apps(apps(), ChooseApp::segment(0)).layer(handler),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let component_addr = addr;
 
     // A plaintext push for each mini program, at its own path.
     for (app, token) in [("a", "TokenA1"), ("b", "TokenB2")] {
