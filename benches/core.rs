@@ -10,6 +10,13 @@
 //! the handler, encoding and sealing the reply). Not timed: building the request and cloning
 //! the service before, dropping the response after (criterion's `iter_batched`).
 //!
+//! Several apps: `choose app of 1000` times what a multi-app layer adds per request, reading
+//! the app's name from the path (`/wechat/{app}`) and looking it up among 1,000 configured apps
+//! (the registry's read lock, the hash lookup, the `Arc` clone and drop); `layer 1000
+//! apps plaintext xml push, success` is the whole request through such a layer, to set beside
+//! the single-app `layer plaintext xml push, success`. `choose app of 1000, 2 threads` is the
+//! same choice made on two threads at once (time per choice, per thread).
+//!
 //! `cargo bench --bench core`; `cargo bench --bench core -- --list` names the benches.
 //! `../shared/bench/inproc` times the peers' decrypt-and-parse and encrypt-a-reply functions
 //! alone (no request, no framework, no handler), so its figures do not compare like for like
@@ -24,13 +31,15 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::{HeaderMap, Uri};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Service, ServiceExt};
+use wechat_push::apps::{App, Apps, ChooseApp};
 use wechat_push::body::Body as LayerBody;
 use wechat_push::crypto::EncodingAesKey;
 use wechat_push::message::Kind;
-use wechat_push::{signature, Format, Message, Reply, WechatLayer};
+use wechat_push::{signature, Endpoint, Format, Message, Reply, WechatLayer};
 
 const TOKEN: &str = "benchtoken";
 const APPID: &str = "wx1234567890abcdef";
@@ -201,6 +210,9 @@ fn benches(c: &mut Criterion) {
             &Push::plain(format),
             success,
         );
+        if format == Format::Xml {
+            bench_apps(c, &Push::plain(format), success);
+        }
         bench_layer(
             c,
             &format!("layer safe-mode {name} push, success"),
@@ -216,6 +228,92 @@ fn benches(c: &mut Criterion) {
             sealed,
         );
     }
+}
+
+/// A multi-app layer with 1,000 apps: choosing one alone, and a whole push through it.
+fn bench_apps(c: &mut Criterion, push: &Push, check: impl Fn(Response<LayerBody>) -> String) {
+    const APPS: usize = 1000;
+    let name = |i: usize| format!("wx{i:016x}");
+    let apps: Apps = (0..APPS)
+        .map(|i| {
+            let endpoint = Endpoint::new(TOKEN)
+                .unwrap()
+                .encryption(EncodingAesKey::new(KEY).unwrap(), APPID)
+                .unwrap()
+                .clock(|| 1_714_200_000);
+            App::new(&name(i), endpoint).unwrap()
+        })
+        .collect();
+    let choose = ChooseApp::last_segment();
+    let target = name(APPS / 3);
+    let uri: Uri = push
+        .uri
+        .replacen("/wechat", &format!("/wechat/{target}"), 1)
+        .parse()
+        .unwrap();
+    let headers = HeaderMap::new();
+    assert_eq!(
+        choose.app(&apps, &uri, &headers).unwrap().name().as_str(),
+        target
+    );
+    c.bench_function("choose app of 1000", |b| {
+        b.iter(|| choose.app(black_box(&apps), black_box(&uri), &headers))
+    });
+
+    bench_concurrent(c, &apps, &choose, &uri);
+
+    let svc = WechatLayer::apps(apps, choose).layer(service_fn(|_: Request<Message>| {
+        ready(Ok::<_, Infallible>(Reply::Success))
+    }));
+    let push = Push {
+        uri: uri.to_string(),
+        body: push.body.clone(),
+    };
+    bench_layer(
+        c,
+        "layer 1000 apps plaintext xml push, success",
+        &svc,
+        &push,
+        check,
+    );
+}
+
+/// Choosing an app on two threads at once. Each thread runs `iters` choices; the time is the
+/// slower thread's.
+fn bench_concurrent(c: &mut Criterion, apps: &Apps, choose: &ChooseApp, uri: &Uri) {
+    use std::sync::Barrier;
+    use std::time::{Duration, Instant};
+
+    fn on_threads(threads: usize, iters: u64, work: impl Fn() + Sync) -> Duration {
+        let barrier = Barrier::new(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            work();
+                        }
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .max()
+                .unwrap_or_default()
+        })
+    }
+    let headers = HeaderMap::new();
+    c.bench_function("choose app of 1000, 2 threads", |b| {
+        b.iter_custom(|iters| {
+            on_threads(2, iters, || {
+                black_box(choose.app(black_box(apps), black_box(uri), &headers));
+            })
+        })
+    });
 }
 
 criterion_group!(core, benches);

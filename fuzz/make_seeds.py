@@ -21,6 +21,8 @@ SAMPLES = FUZZ / "seeds" / "protocol-samples.txt"
 # The layer target's flags (fuzz/src/lib.rs).
 SIGN, SEAL, SEAL_JSON, SIGN_BODY, STRICT, KEEP_TIMESTAMP, CHUNKED, CONTENT_LENGTH = (
     1, 2, 4, 8, 16, 32, 64, 128)
+# The layer target's method-byte bit for the multi-app layer.
+MULTI_APP = 0x80
 KEY_A = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
 KEY_B = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
@@ -155,7 +157,13 @@ def main():
             query = query.encode()
         if isinstance(body, str):
             body = body.encode()
-        c.add("layer", method.encode() + bytes([flags]) + query + b"\n" + body)
+        if isinstance(method, str):
+            method = method.encode()
+        c.add("layer", method + bytes([flags]) + query + b"\n" + body)
+
+    def multi(method, flags, path, query, body=b""):
+        # The multi-app layer at /wechat/{path}: the path goes before the query's first '?'.
+        req(bytes([ord(method) | MULTI_APP]), flags, path + "?" + query, body)
 
     case0 = v["encrypt_cases"][0]
     for fmt in ("xml", "json"):
@@ -187,6 +195,14 @@ def main():
             req("P", SIGN, "nonce=1", t)
     for b in bodies:
         req("P", SIGN | SIGN_BODY, "nonce=8&encrypt_type=aes", b)
+    for kind, text in plaintexts[:2]:
+        seal = SEAL | (SEAL_JSON if kind == "json" else 0)
+        for path in ("main", "main/", "other", "nobody", "", "a/main", "ma%69n", "MAIN"):
+            multi("P", SIGN | seal, path, "nonce=9", text)
+        multi("P", SIGN, "main", "nonce=9", text)
+        multi("P", SIGN | seal | STRICT, "main", "nonce=9", text)
+    multi("G", SIGN, "main", "nonce=1&echostr=hello")
+    multi("G", SIGN, "nobody", "nonce=1&echostr=hello")
 
     # layer, WeCom path: "W" + the same layout, against a WeCom endpoint (fuzz/src/lib.rs
     # wecom_layer). The platforms' vectors' decrypted documents, sealed for the corp.

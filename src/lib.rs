@@ -19,7 +19,7 @@ pub mod client;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use middleware::axum;
-pub use protocol::{codec, crypto, message, query, reply, signature};
+pub use protocol::{apps, codec, crypto, message, query, reply, signature};
 pub use retry::replay;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -35,7 +35,8 @@ pub use endpoint::{
 };
 pub use message::Message;
 pub use middleware::{
-    PassBody, PassThrough, ResponseFuture, Typed, Wechat, WechatLayer, DEFAULT_BODY_LIMIT,
+    MultiApp, PassBody, PassThrough, ResponseFuture, SingleApp, Typed, Wechat, WechatLayer,
+    DEFAULT_BODY_LIMIT,
 };
 pub use rejection::Rejection;
 pub use reply::Reply;

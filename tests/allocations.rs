@@ -32,21 +32,26 @@ use common::{echo, request, s, Case};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Service, ServiceExt};
+use wechat_push::apps::{App, Apps, ChooseApp};
 use wechat_push::body::Body;
-use wechat_push::{Message, Reply};
+use wechat_push::{Endpoint, Message, Reply, WechatLayer};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-/// The counts measured when this test was written (on commit bfcd629); the ceilings are these
-/// plus [`SLACK`].
-const TODAY: [(&str, u64); 6] = [
+/// The counts measured when this test was written (on commit bfcd629; the multi-app cases
+/// later); the ceilings are these plus [`SLACK`].
+const TODAY: [(&str, u64); 8] = [
     ("plaintext xml push, success", 11),
     ("safe-mode xml push, success", 13),
     ("safe-mode xml push, sealed text reply", 18),
     ("plaintext json push, success", 11),
     ("safe-mode json push, success", 13),
     ("safe-mode json push, sealed text reply", 17),
+    // The same push through a 1,000-app layer (on 85a6efa): one more, the handler's request
+    // extensions growing for the `AppName`.
+    ("multi-app plaintext xml push, success", 12),
+    ("multi-app plaintext json push, success", 12),
 ];
 
 /// How many allocations above [`TODAY`] a case may make before the test fails.
@@ -118,6 +123,24 @@ fn one_request_through_the_layer_allocates_no_more_than_today() {
     }
     };
 
+    // A multi-app layer: 1,000 apps with this case's keys under other names, one of them
+    // chosen by the path.
+    let apps: Apps = (0..1000)
+        .map(|i| {
+            let now = case.timestamp();
+            let endpoint = Endpoint::new(case.token())
+                .unwrap()
+                .encryption(case.key(), case.appid())
+                .unwrap()
+                .clock(move || now);
+            App::new(&format!("app{i}"), endpoint).unwrap()
+        })
+        .collect();
+    let target = "app333";
+    let multi = WechatLayer::apps(apps, ChooseApp::last_segment()).layer(service_fn(
+        |_: Request<Message>| ready(Ok::<_, Infallible>(Reply::Success)),
+    ));
+
     let _profiler = dhat::Profiler::builder().testing().build();
     let mut over = Vec::new();
     for format in ["xml", "json"] {
@@ -146,6 +169,19 @@ fn one_request_through_the_layer_allocates_no_more_than_today() {
         assert_eq!(content_type, format!("application/{format}"));
         assert_eq!(case.open_sealed_reply(format, &body), reply(format));
         counted.push((format!("safe-mode {format} push, sealed text reply"), n));
+
+        // The plaintext push through a multi-app layer of 1,000 apps, at `/wechat/{app}`.
+        let again = || {
+            let mut req = plain(format);
+            let uri = format!("/wechat/{target}?{}", req.uri().query().unwrap());
+            *req.uri_mut() = uri.parse().unwrap();
+            req
+        };
+        count(&multi, again());
+        let (n, response) = count(&multi, again());
+        let (status, _, body) = read(response);
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
+        counted.push((format!("multi-app plaintext {format} push, success"), n));
 
         for (name, n) in counted {
             let today = TODAY.iter().find(|(case, _)| *case == name).unwrap().1;

@@ -82,6 +82,7 @@ fn executable(example: &str) -> PathBuf {
             .args(["-p", "wechat-push", "--no-default-features", "--features"])
             .arg(features.join(","))
             .args(["--example", "passive_reply", "--example", "axum_app"])
+            .args(["--example", "multi_app"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -1054,5 +1055,198 @@ fn a_bad_variable_is_a_start_up_error_naming_it() {
             assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr:?}");
             assert!(stderr.contains(var), "{name}: {stderr:?} names {var}");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// multi_app: not in CONTRACT.md; one push per app, then an app added by SIGHUP.
+
+/// `multi_app` serves each configured app with its own keys on `/wechat/{app}`: a plaintext
+/// and a sealed mini program, and an Open Platform authoriser (the component's keys, its
+/// original id checked); a push signed for one app is refused at another's path and an
+/// unknown app is 404; after an app is added to the file and SIGHUP is sent, it is served
+/// without a restart.
+#[tokio::test]
+async fn multi_app_serves_each_app_and_takes_a_new_one_on_sighup() {
+    const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+    const COMPONENT_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let file = std::env::temp_dir().join(format!(
+        "wechat-push-multi-app-{}-{}.conf",
+        std::process::id(),
+        now()
+    ));
+    let apps = format!(
+        "# two mini programs and an authoriser\n\
+         shop=mp:ShopToken1:{KEY}:wx1111111111111111\n\
+         club=mp:ClubToken2\n\
+         wxba5fad812f8e6fb9=component:AAAAA:{COMPONENT_KEY}:wx134c8103faa5a59e:gh_97417a04a28d\n"
+    );
+    std::fs::write(&file, &apps).unwrap();
+    let mut server = Server::spawn(
+        "multi_app",
+        &[
+            ("BIND", "127.0.0.1:0".to_owned()),
+            ("WECHAT_APPS_FILE", file.display().to_string()),
+        ],
+    );
+    let client = client();
+    let text = |to: &str, content: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName>\
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
+             <MsgId>1</MsgId></xml>",
+            now()
+        )
+    };
+    let post = |path: String, query: String, body: String| {
+        let client = client.clone();
+        let addr = server.addr;
+        async move {
+            let req = Request::post(format!("http://{addr}{path}?{query}"))
+                .header(header::CONTENT_TYPE, "text/xml")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let res = tokio::time::timeout(WAIT, client.request(req))
+                .await
+                .expect("an answer in time")
+                .expect("an answer");
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let sealed = |key: &str, appid: &str, token: &str, to: &str, doc: String| {
+        let key = wechat_push::EncodingAesKey::new(key).unwrap();
+        let encrypt = crypto::encrypt(&key, doc.as_bytes(), appid).unwrap();
+        let query = safe_signed(token, now(), "42", &encrypt);
+        let body = format!(
+            "<xml><ToUserName><![CDATA[{to}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        (query, body)
+    };
+    let open = |key: &str, appid: &str, body: &str| {
+        let key = wechat_push::EncodingAesKey::new(key).unwrap();
+        crypto::decrypt(&key, &xml_field(body, "Encrypt"), appid)
+            .unwrap()
+            .as_str()
+            .to_owned()
+    };
+
+    // club: plaintext.
+    let (status, body) = post(
+        "/wechat/club".into(),
+        plain_signed("ClubToken2", now(), "1"),
+        text("gh_club", "hi"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<![CDATA[club: hi]]>"), "{body}");
+    // shop: sealed with shop's key and AppID, answered sealed.
+    let (query, envelope) = sealed(
+        KEY,
+        "wx1111111111111111",
+        "ShopToken1",
+        "gh_shop",
+        text("gh_shop", "yo"),
+    );
+    let (status, body) = post("/wechat/shop".into(), query, envelope).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(open(KEY, "wx1111111111111111", &body).contains("<![CDATA[shop: yo]]>"));
+    // The authoriser: the component's keys; then the same push at shop's path is refused, and
+    // a push for another account at the authoriser's path too.
+    let (query, envelope) = sealed(
+        COMPONENT_KEY,
+        "wx134c8103faa5a59e",
+        "AAAAA",
+        "gh_97417a04a28d",
+        text("gh_97417a04a28d", "hey"),
+    );
+    let (status, body) = post(
+        "/wechat/wxba5fad812f8e6fb9".into(),
+        query.clone(),
+        envelope.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(open(COMPONENT_KEY, "wx134c8103faa5a59e", &body)
+        .contains("<![CDATA[wxba5fad812f8e6fb9: hey]]>"));
+    let (status, _) = post("/wechat/shop".into(), query, envelope).await;
+    assert_eq!(status, 401);
+    let (query, envelope) = sealed(
+        COMPONENT_KEY,
+        "wx134c8103faa5a59e",
+        "AAAAA",
+        "gh_3c884a361561",
+        text("gh_3c884a361561", "hey"),
+    );
+    let (status, _) = post("/wechat/wxba5fad812f8e6fb9".into(), query, envelope).await;
+    assert_eq!(status, 403);
+    // Not configured (yet).
+    let news = || {
+        post(
+            "/wechat/news".into(),
+            plain_signed("NewsToken3", now(), "2"),
+            text("gh_news", "hello"),
+        )
+    };
+    assert_eq!(news().await.0, 404);
+
+    // Added to the file, then SIGHUP: served without a restart.
+    std::fs::write(&file, format!("{apps}news=mp:NewsToken3\n")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    let (status, body) = loop {
+        let (status, body) = news().await;
+        if status != 404 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<![CDATA[news: hello]]>"), "{body}");
+    assert!(server.running(), "still the same process");
+
+    server.terminate();
+    let (status, stderr) = server.exit();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("serving club, news, shop, wxba5fad812f8e6fb9"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A bad `WECHAT_APPS` entry (or none at all) stops `multi_app` before it binds, with one line
+/// naming the variable and the entry.
+#[test]
+fn multi_app_refuses_a_bad_app_list() {
+    for (list, says) in [
+        ("shop=mp:ab", "shop"),
+        ("shop=wecom:Token123", "unknown kind"),
+        ("shop mp:Token123", "NAME=KIND:FIELDS"),
+        ("sh/op=mp:Token123", "sh/op"),
+        ("shop=mp:Token123:tooshort:wx1", "shop"),
+        ("", "WECHAT_APPS or WECHAT_APPS_FILE"),
+    ] {
+        let mut child = start(
+            "multi_app",
+            &[
+                ("BIND", "127.0.0.1:0".to_owned()),
+                ("WECHAT_APPS", list.to_owned()),
+            ],
+        );
+        let stdout = drain(child.stdout.take().expect("piped stdout"));
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        let status = wait_for_exit(&mut child, WAIT);
+        let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+        assert!(!status.success(), "{list:?}: {status}");
+        assert_eq!(stdout, "", "{list:?}: nothing is bound");
+        assert_eq!(stderr.lines().count(), 1, "{list:?}: {stderr:?}");
+        assert!(stderr.contains("WECHAT_APPS"), "{list:?}: {stderr:?}");
+        assert!(stderr.contains(says), "{list:?}: {stderr:?} names {says}");
     }
 }

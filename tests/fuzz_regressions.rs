@@ -134,6 +134,34 @@ fn layer_harness_flags() {
         harness::layer(&input(b'U', harness::SIGN, "nonce=1")),
         Some((StatusCode::METHOD_NOT_ALLOWED, false))
     );
+    // The multi-app layer: `main` has the harness's keys, `other` has others, nothing else is
+    // configured.
+    let multi = b'P' | harness::MULTI_APP;
+    assert_eq!(
+        harness::layer(&input(multi, sealed, "main?nonce=1")),
+        Some((StatusCode::OK, true))
+    );
+    assert_eq!(
+        harness::layer(&input(multi, sealed, "nonce=1")),
+        Some((StatusCode::OK, true)),
+        "no path: main"
+    );
+    assert_eq!(
+        harness::layer(&input(multi, sealed, "other?nonce=1")),
+        Some((StatusCode::UNAUTHORIZED, false))
+    );
+    assert_eq!(
+        harness::layer(&input(multi, sealed, "nobody?nonce=1")),
+        Some((StatusCode::NOT_FOUND, false))
+    );
+    assert_eq!(
+        harness::layer(&input(
+            b'G' | harness::MULTI_APP,
+            harness::SIGN,
+            "main?nonce=1&echostr=x"
+        )),
+        Some((StatusCode::OK, false))
+    );
 }
 
 /// The layer target's WeCom path (inputs starting with `W`): a signed, sealed push and

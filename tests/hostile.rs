@@ -25,7 +25,8 @@ use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::service_fn;
-use wechat_push::{signature, Message, DEFAULT_BODY_LIMIT};
+use wechat_push::apps::{App, Apps, ChooseApp};
+use wechat_push::{signature, Endpoint, Message, WechatLayer, DEFAULT_BODY_LIMIT};
 
 const TO: &str = "gh_97417a04a28d";
 const FROM: &str = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY";
@@ -2210,11 +2211,11 @@ async fn send(addr: SocketAddr, wire: &Wire, head_request: bool) -> Result<Answe
 }
 
 /// The known-good push sent after every row: must be answered 200 with its own content.
-async fn health(fx: &Fx, addr: SocketAddr, i: usize) -> Result<(), String> {
+async fn health(fx: &Fx, addr: SocketAddr, path: &str, i: usize) -> Result<(), String> {
     let content = format!("health-{i}");
     let bytes = http(
         "POST",
-        &format!("/wechat?{}", fx.q()),
+        &format!("{path}?{}", fx.q()),
         &[],
         xml_text(&content).as_bytes(),
     );
@@ -2249,8 +2250,9 @@ fn check_reason(fx: &Fx, reason: &Reason, body: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Serves the layer (encryption on, clock stopped) around a counting echo handler.
-async fn server(fx: &Fx, calls: Counter) -> SocketAddr {
+/// Serves the layer (encryption on, clock stopped) around a counting echo handler; with
+/// `apps`, a multi-app layer instead, choosing by the path's last segment.
+async fn server(fx: &Fx, calls: Counter, apps: Option<Apps>) -> SocketAddr {
     let handler = service_fn(move |req: Request<Message>| {
         let calls = calls.clone();
         async move {
@@ -2258,7 +2260,166 @@ async fn server(fx: &Fx, calls: Counter) -> SocketAddr {
             echo(req).await
         }
     });
-    serve_hyper(fx.case.layer().layer(handler)).await
+    match apps {
+        None => serve_hyper(fx.case.layer().layer(handler)).await,
+        Some(apps) => {
+            serve_hyper(WechatLayer::apps(apps, ChooseApp::last_segment()).layer(handler)).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several apps: the same corpus at `/wechat/main` (the fixture's keys) on a multi-app layer,
+// plus rows that aim at the choice of the app itself.
+
+/// The fixture's app, `main`, and `other`, with another Token, key and AppID.
+fn apps(fx: &Fx) -> Apps {
+    let now = fx.case.timestamp();
+    let main = Endpoint::new(fx.token())
+        .unwrap()
+        .encryption(fx.case.key(), fx.case.appid())
+        .unwrap()
+        .clock(move || now);
+    let other = Endpoint::new("OtherToken9")
+        .unwrap()
+        .encryption(
+            wechat_push::EncodingAesKey::from_bytes([7; 32]),
+            "wxotherotherother0",
+        )
+        .unwrap()
+        .clock(move || now);
+    [
+        App::new("main", main).unwrap(),
+        App::new("other", other).unwrap(),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// `bytes` with the request line's `/wechat` turned into `/wechat/main`.
+fn retarget(bytes: &[u8]) -> Vec<u8> {
+    let line_end = bytes
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(bytes.len());
+    match bytes[..line_end].windows(8).position(|w| w == b" /wechat") {
+        Some(at) => [&bytes[..at + 8], b"/main", &bytes[at + 8..]].concat(),
+        None => bytes.to_vec(),
+    }
+}
+
+/// The single-app corpus, aimed at `/wechat/main`.
+fn retargeted(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|mut row| {
+            row.wire = match row.wire {
+                Wire::Whole(bytes) => Wire::Whole(retarget(&bytes)),
+                Wire::ThenShutdown(bytes) => Wire::ThenShutdown(retarget(&bytes)),
+                Wire::Drip {
+                    head,
+                    pieces,
+                    pause,
+                } => Wire::Drip {
+                    head: retarget(&head),
+                    pieces,
+                    pause,
+                },
+            };
+            row
+        })
+        .collect()
+}
+
+/// Rows about choosing the app: a push signed for `main` sent elsewhere, names that are not
+/// configured or not names, and paths that only look like `main`'s.
+fn app_rows(fx: &Fx, t: &mut Table) {
+    let q = fx.q();
+    let xml = xml_text("hello");
+    let unknown = "unknown app: no app is configured under the name this URL gives";
+    let post = |path: &str| Wire::Whole(http("POST", &format!("{path}?{q}"), &[], xml.as_bytes()));
+    t.push(
+        "apps: main's push at other's path",
+        "POST",
+        post("/wechat/other"),
+        401,
+        Reason::Is("bad signature".into()),
+        false,
+    );
+    t.push(
+        "apps: main's sealed push at other's path",
+        "POST",
+        Wire::Whole(http(
+            "POST",
+            &format!("/wechat/other?{}", fx.qa(&fx.enc(&xml))),
+            &[],
+            sealed_xml(&fx.enc(&xml)).as_bytes(),
+        )),
+        401,
+        Reason::Is("bad signature".into()),
+        false,
+    );
+    let long = format!("/wechat/{}", "m".repeat(10_000));
+    let odd = [
+        "/wechat/nobody",
+        "/wechat/",
+        "/wechat",
+        "/wechat/%6Dain",
+        "/wechat/MAIN",
+        "/wechat/main%00",
+        "/wechat/main;other",
+        "/wechat/main%2F",
+        "/wechat/ma%20in",
+        long.as_str(),
+    ];
+    for path in odd {
+        let shown: String = path.chars().take(40).collect();
+        t.push(
+            format!("apps: POST {shown}"),
+            "POST",
+            post(path),
+            404,
+            Reason::Is(unknown.into()),
+            false,
+        );
+    }
+    t.push(
+        "apps: GET handshake at an unknown app",
+        "GET",
+        Wire::Whole(http(
+            "GET",
+            &format!("/wechat/nobody?{q}&echostr=e"),
+            &[],
+            b"",
+        )),
+        404,
+        Reason::Is(unknown.into()),
+        false,
+    );
+    t.push(
+        "apps: PUT at an unknown app (the app is chosen first)",
+        "POST",
+        Wire::Whole(http("PUT", &format!("/wechat/nobody?{q}"), &[], b"")),
+        404,
+        Reason::Is(unknown.into()),
+        false,
+    );
+    // The last segment decides, as the router's `{app}` would: `..` is not resolved here.
+    t.push(
+        "apps: /wechat/main/../other is other's",
+        "POST",
+        post("/wechat/main/../other"),
+        401,
+        Reason::Is("bad signature".into()),
+        false,
+    );
+    t.push(
+        "apps: a trailing slash still names main",
+        "POST",
+        post("/wechat/main/"),
+        200,
+        Reason::Contains("<Content><![CDATA[hello]]></Content>".into()),
+        true,
+    );
 }
 
 /// Sends one row; for a slow drip, also sends valid pushes on other connections meanwhile and
@@ -2266,6 +2427,7 @@ async fn server(fx: &Fx, calls: Counter) -> SocketAddr {
 async fn run_row(
     fx: &Fx,
     addr: SocketAddr,
+    path: &str,
     i: usize,
     row: &Row,
 ) -> Result<(Answer, usize), String> {
@@ -2281,7 +2443,7 @@ async fn run_row(
         tokio::select! {
             answer = &mut slow => return Ok((answer?, served)),
             () = &mut next, if served < 3 => {
-                health(fx, addr, 10_000 + i * 10 + served)
+                health(fx, addr, path, 10_000 + i * 10 + served)
                     .await
                     .map_err(|e| format!("while dripping: {e}"))?;
                 served += 1;
@@ -2295,8 +2457,24 @@ async fn run_row(
 async fn hostile_corpus() {
     let fx = Fx::new();
     let calls = Counter::default();
-    let addr = server(&fx, calls.clone()).await;
-    let rows = table(&fx);
+    let addr = server(&fx, calls.clone(), None).await;
+    run_corpus(&fx, addr, "/wechat", calls, table(&fx)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_corpus_on_a_multi_app_layer() {
+    let fx = Fx::new();
+    let calls = Counter::default();
+    let addr = server(&fx, calls.clone(), Some(apps(&fx))).await;
+    let mut t = Table {
+        rows: retargeted(table(&fx)),
+    };
+    app_rows(&fx, &mut t);
+    run_corpus(&fx, addr, "/wechat/main", calls, t.rows).await;
+}
+
+/// Sends every row to the server on `addr`, the health check's push going to `path`.
+async fn run_corpus(fx: &Fx, addr: SocketAddr, path: &str, calls: Counter, rows: Vec<Row>) {
     assert!(rows.len() >= 100, "only {} rows", rows.len());
 
     let mut failures = Vec::new();
@@ -2305,7 +2483,7 @@ async fn hostile_corpus() {
     for (i, row) in rows.iter().enumerate() {
         let before = calls.get();
         let drip = matches!(row.wire, Wire::Drip { .. });
-        let outcome = tokio::time::timeout(ROW_TIMEOUT, run_row(&fx, addr, i, row)).await;
+        let outcome = tokio::time::timeout(ROW_TIMEOUT, run_row(fx, addr, path, i, row)).await;
         let (answer, concurrent) = match outcome {
             Err(_) => {
                 failures.push(format!("{}: no answer within {ROW_TIMEOUT:?}", row.name));
@@ -2333,7 +2511,7 @@ async fn hostile_corpus() {
                 "{}: status {}, wanted {} ({shown:?})",
                 row.name, answer.status, row.status
             ));
-        } else if let Err(e) = check_reason(&fx, &row.reason, &answer.body) {
+        } else if let Err(e) = check_reason(fx, &row.reason, &answer.body) {
             failures.push(format!("{}: {e}", row.name));
         }
         let ran = calls.get() - before - concurrent;
@@ -2346,7 +2524,7 @@ async fn hostile_corpus() {
         }
         expected_calls += usize::from(row.handler);
         // The server still answers a valid push.
-        match tokio::time::timeout(ROW_TIMEOUT, health(&fx, addr, i)).await {
+        match tokio::time::timeout(ROW_TIMEOUT, health(fx, addr, path, i)).await {
             Ok(Ok(())) => expected_calls += 1,
             Ok(Err(e)) => failures.push(format!("after {}: {e}", row.name)),
             Err(_) => failures.push(format!("after {}: the health check hung", row.name)),

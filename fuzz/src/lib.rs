@@ -20,12 +20,12 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use tower::Service;
+use wechat_push::apps::{App, AppName, Apps, ChooseApp};
 use wechat_push::codec::{self, Envelope, Format};
 use wechat_push::crypto::{self, EncodingAesKey};
 use wechat_push::message::Kind;
 use wechat_push::query::{CallbackQuery, EncryptType};
-use wechat_push::{signature, Message, PushInfo, Reply, WechatLayer};
-use wechat_push::{Endpoint, ReceiveId};
+use wechat_push::{signature, Endpoint, Message, PushInfo, ReceiveId, Reply, WechatLayer};
 
 /// The layer's token, key and AppID: those of `encrypt_cases[0]` in tests/data/vectors.json, so
 /// that the vectors' own requests are validly signed.
@@ -290,12 +290,21 @@ pub const CHUNKED: u8 = 64;
 /// Flag: send a `Content-Length` header of body length + 1 (over the limit when at it).
 pub const CONTENT_LENGTH: u8 = 128;
 
+/// Method byte: with this bit, a multi-app layer (`main` with [`TOKEN`], [`KEY`] and
+/// [`APPID`]; `other` with [`OTHER_TOKEN`], [`KEY_B`] and [`APPID_B`]) at `/wechat/{PATH}`,
+/// where PATH is what precedes the query's first `?` (`main` when it has none). The method is
+/// read from the other seven bits.
+pub const MULTI_APP: u8 = 0x80;
+/// The Token of the multi-app layer's `other` app.
+pub const OTHER_TOKEN: &str = "OtherToken9";
+
 /// What the inner service saw.
 #[derive(Default)]
 struct Calls {
     count: usize,
     message: Option<Message>,
     info: Option<PushInfo>,
+    app: Option<AppName>,
 }
 
 #[derive(Clone)]
@@ -314,6 +323,7 @@ impl Service<Request<Message>> for Recorder {
         let mut calls = self.0.borrow_mut();
         calls.count += 1;
         calls.info = req.extensions().get::<PushInfo>().cloned();
+        calls.app = req.extensions().get::<AppName>().cloned();
         let reply = match req.body().kind() {
             Kind::Text { content, .. } => Reply::text(content.clone()),
             _ => Reply::Success,
@@ -417,6 +427,8 @@ pub struct Built {
     pub sealed: Option<(Format, Vec<u8>)>,
     /// The request's `Content-Length` header, if any.
     pub content_length: Option<usize>,
+    /// With [`MULTI_APP`], the path after `/wechat/`.
+    pub app_path: Option<String>,
 }
 
 /// Splits the input: byte 0 the method, byte 1 the flags, then the query up to the first
@@ -426,7 +438,8 @@ pub fn build(data: &[u8]) -> Option<Built> {
     let [m, flags, rest @ ..] = data else {
         return None;
     };
-    let (flags, m) = (*flags, *m);
+    let multi = m & MULTI_APP != 0;
+    let (flags, m) = (*flags, *m & !MULTI_APP);
     let method = match m {
         b'G' => Method::GET,
         b'P' => Method::POST,
@@ -444,6 +457,14 @@ pub fn build(data: &[u8]) -> Option<Built> {
     };
     let mut query = String::from_utf8_lossy(query).into_owned();
     let mut body = body.to_vec();
+    let app_path = multi.then(|| match query.split_once('?') {
+        Some((path, rest)) => {
+            let path = path.to_owned();
+            query = rest.to_owned();
+            path
+        }
+        None => "main".to_owned(),
+    });
 
     let mut sealed = None;
     let mut encrypt = None;
@@ -500,7 +521,10 @@ pub fn build(data: &[u8]) -> Option<Built> {
         }
     }
 
-    let uri: Uri = format!("/wechat?{query}").parse().ok()?;
+    let uri: Uri = match &app_path {
+        Some(path) => format!("/wechat/{path}?{query}").parse().ok()?,
+        None => format!("/wechat?{query}").parse().ok()?,
+    };
     let chunked = flags & CHUNKED != 0;
     let mut request = Request::new(Frames {
         data: Bytes::from(body),
@@ -526,6 +550,7 @@ pub fn build(data: &[u8]) -> Option<Built> {
         strict: flags & STRICT != 0,
         sealed,
         content_length,
+        app_path,
     })
 }
 
@@ -546,8 +571,15 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
         strict,
         sealed,
         content_length,
+        app_path,
     } = built;
     let method = request.method().clone();
+    // On a multi-app layer, the app the path names (its last segment, as `ChooseApp` reads it).
+    let named = app_path.is_some().then(|| {
+        let path = request.uri().path();
+        let path = path.strip_suffix('/').unwrap_or(path);
+        path.rsplit('/').next().unwrap_or_default().to_owned()
+    });
     let raw_query = request.uri().query().unwrap_or("").to_owned();
     let body = request.body().data.clone();
     let limit = if strict {
@@ -557,21 +589,59 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
     };
 
     let key = EncodingAesKey::new(KEY).expect("a valid key");
-    let mut layer = WechatLayer::new(TOKEN)
-        .expect("a valid token")
-        .encryption(key, APPID)
-        .expect("a valid AppID")
-        .clock(|| NOW);
-    if strict {
-        layer = layer.require_encryption(true).body_limit(STRICT_LIMIT);
-    }
     let calls = Rc::new(RefCell::new(Calls::default()));
-    let mut service = layer.layer(Recorder(calls.clone()));
-    let response: Response<_> = block_on(service.call(request)).expect("infallible");
+    let response: Response<_> = if named.is_some() {
+        let main = Endpoint::new(TOKEN)
+            .expect("a valid token")
+            .encryption(key, APPID)
+            .expect("a valid AppID")
+            .require_encryption(strict)
+            .clock(|| NOW);
+        let other = Endpoint::new(OTHER_TOKEN)
+            .expect("a valid token")
+            .encryption(EncodingAesKey::new(KEY_B).expect("a valid key"), APPID_B)
+            .expect("a valid AppID")
+            .clock(|| NOW);
+        let apps: Apps = [
+            App::new("main", main).expect("a valid name"),
+            App::new("other", other).expect("a valid name"),
+        ]
+        .into_iter()
+        .collect();
+        let layer = WechatLayer::apps(apps, ChooseApp::last_segment()).body_limit(limit);
+        let mut service = layer.layer(Recorder(calls.clone()));
+        block_on(service.call(request)).expect("infallible")
+    } else {
+        let mut layer = WechatLayer::new(TOKEN)
+            .expect("a valid token")
+            .encryption(key, APPID)
+            .expect("a valid AppID")
+            .clock(|| NOW);
+        if strict {
+            layer = layer.require_encryption(true).body_limit(STRICT_LIMIT);
+        }
+        let mut service = layer.layer(Recorder(calls.clone()));
+        block_on(service.call(request)).expect("infallible")
+    };
     let status = response.status();
     assert!(status.as_u16() < 500, "{status} for {raw_query:?}");
 
     let calls = calls.borrow();
+    match named.as_deref() {
+        // Only `main`'s keys can verify what the harness signs: nothing else reaches the
+        // handler, and a name that is not configured is 404 whatever the request.
+        Some(name) => {
+            if calls.count > 0 {
+                assert_eq!(name, "main", "the handler was called for app {name:?}");
+                assert_eq!(calls.app.as_ref().map(AppName::as_str), Some("main"));
+            }
+            if name != "main" && name != "other" {
+                assert_eq!(status, StatusCode::NOT_FOUND, "app {name:?}");
+                return Some((status, false));
+            }
+        }
+        None => assert!(calls.app.is_none(), "an AppName on a one-app layer"),
+    }
     let parsed = CallbackQuery::parse(&raw_query);
     if calls.count > 0 {
         assert_eq!(calls.count, 1);
@@ -634,7 +704,8 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
     }
 
     // A valid sealed push is never lost.
-    if let (Some((format, plain)), Ok(q)) = (&sealed, &parsed) {
+    let for_main = named.as_deref().is_none_or(|name| name == "main");
+    if let (Some((format, plain)), Ok(q), true) = (&sealed, &parsed, for_main) {
         let signed = signature::verify(q.signature(), TOKEN, q.timestamp(), q.nonce())
             && NOW.abs_diff(q.timestamp_secs()) <= TOLERANCE;
         let fits = body.len() <= limit && content_length.is_none_or(|n| n <= limit);

@@ -1,4 +1,5 @@
-//! axum integration (feature `axum`): [`Message`] and [`PushInfo`] are extractors, and
+//! axum integration (feature `axum`): [`Message`], [`PushInfo`] and (behind a multi-app
+//! layer) [`AppName`] are extractors, and
 //! [`Reply`] is a response, for handlers behind the layer in
 //! [pass-through mode](crate::WechatLayer::pass_through).
 //!
@@ -37,6 +38,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
+use crate::apps::AppName;
 use crate::endpoint::PushInfo;
 use crate::message::Message;
 use crate::reply::Reply;
@@ -89,6 +91,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PushInfo {
             .get::<PushInfo>()
             .cloned()
             .ok_or(MissingLayer { what: "PushInfo" })
+    }
+}
+
+/// The app a [multi-app layer](crate::WechatLayer::apps) chose for the push.
+impl<S: Send + Sync> FromRequestParts<S> for AppName {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AppName>()
+            .cloned()
+            .ok_or(MissingLayer { what: "AppName" })
     }
 }
 

@@ -15,6 +15,7 @@ use tower::Service;
 
 use super::layer::Config;
 use super::mode::{Document, Mode, Typed};
+use crate::apps::App;
 use crate::body;
 use crate::endpoint::ReplyTo;
 use crate::message::Message;
@@ -64,6 +65,7 @@ pin_project! {
             #[pin]
             future: S::Future,
             config: Arc<Config>,
+            app: Option<Arc<App>>,
             reply_to: ReplyTo,
         },
         /// The layer's own answer, or done.
@@ -78,6 +80,8 @@ struct Pending<S> {
     parts: Parts,
     inner: S,
     config: Arc<Config>,
+    /// The app the request chose, on a multi-app layer.
+    app: Option<Arc<App>>,
     query: CallbackQuery,
     /// Pass-through mode: the handler's request carries the push's document as its body.
     keep_document: bool,
@@ -88,6 +92,7 @@ struct Opened<S> {
     request: Request<Message>,
     inner: S,
     config: Arc<Config>,
+    app: Option<Arc<App>>,
     reply_to: ReplyTo,
 }
 
@@ -97,11 +102,13 @@ impl<S: Service<Request<Message>>> Opened<S> {
             request,
             mut inner,
             config,
+            app,
             reply_to,
         } = self;
         State::Call {
             future: inner.call(request),
             config,
+            app,
             reply_to,
         }
     }
@@ -125,6 +132,7 @@ where
         parts: Parts,
         inner: S,
         config: Arc<Config>,
+        app: Option<Arc<App>>,
         query: CallbackQuery,
     ) -> Self
     where
@@ -141,6 +149,7 @@ where
                     parts,
                     inner,
                     config,
+                    app,
                     query,
                     keep_document: M::KEEP_DOCUMENT,
                 }),
@@ -197,10 +206,14 @@ where
                 StateProj::Call {
                     future,
                     config,
+                    app,
                     reply_to,
                 } => {
                     let answer = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(M::finish(&config.endpoint, reply_to, answer)));
+                    return Poll::Ready(Ok(match config.endpoint(app.as_deref()) {
+                        Ok(endpoint) => M::finish(endpoint, reply_to, answer),
+                        Err(rejection) => M::own(rejection.into_response()),
+                    }));
                 }
                 StateProj::Ready { response } => {
                     let response = response.take().expect("future polled after completion");
@@ -230,15 +243,24 @@ where
         parts,
         inner,
         config,
+        app,
         query,
         keep_document,
     } = pending;
     let buf = buf.as_slice();
-    let opened = config.endpoint.open(query, buf)?;
+    let endpoint = config.endpoint(app.as_deref())?;
+    let opened = match &app {
+        Some(app) => app.open(query, buf)?,
+        None => endpoint.open(query, buf)?,
+    };
     #[cfg(feature = "tokio")]
-    let dedupe_key = config
-        .dedupe_keys
-        .then(|| crate::dedupe::dedupe_key(opened.message(), opened.document()));
+    let dedupe_key = config.dedupe_keys.then(|| {
+        crate::dedupe::scoped_dedupe_key(
+            app.as_deref().map(|app| app.name().as_str()),
+            opened.message(),
+            opened.document(),
+        )
+    });
     let document = keep_document.then(|| Document(Bytes::copy_from_slice(opened.document())));
     let (message, info, reply_to) = opened.into_parts();
     let save = config.tickets.as_ref().and_then(|store| {
@@ -251,13 +273,8 @@ where
     // safe mode `msg_signature` covers the body, and a retry may be sealed afresh.
     let check = match &config.replay {
         Some(store) if !info.is_encrypted() => {
-            replay::admit(&config.endpoint, info.query())?;
-            Some(replay::check(
-                store.clone(),
-                &config.endpoint,
-                info.query(),
-                buf,
-            ))
+            replay::admit(endpoint, info.query())?;
+            Some(replay::check(store.clone(), endpoint, info.query(), buf))
         }
         _ => None,
     };
@@ -273,6 +290,9 @@ where
             .insert(crate::dedupe::DedupeKey(key));
     }
     request.extensions_mut().insert(info);
+    if let Some(app) = &app {
+        request.extensions_mut().insert(app.name().clone());
+    }
     if let Some(document) = document {
         request.extensions_mut().insert(document);
     }
@@ -280,6 +300,7 @@ where
         request,
         inner,
         config,
+        app,
         reply_to,
     };
     Ok(match (check, save) {

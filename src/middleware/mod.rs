@@ -13,7 +13,7 @@ mod response;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::{WechatLayer, DEFAULT_BODY_LIMIT};
+pub use layer::{MultiApp, SingleApp, WechatLayer, DEFAULT_BODY_LIMIT};
 pub use mode::Typed;
 pub use pass_through::{PassBody, PassThrough};
 pub use service::Wechat;

@@ -9,7 +9,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::future::ResponseFuture;
-use super::layer::{Config, WechatLayer};
+use super::layer::{Config, Source, WechatLayer};
 use super::mode::{Mode, Typed};
 use super::response;
 use crate::endpoint::Verified;
@@ -89,7 +89,19 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let config = &self.config;
-        let query = match config.endpoint.check(req.method(), req.uri().query()) {
+        // Several apps: the one the request names, or 404; never another app's keys.
+        let app = match &config.source {
+            Source::One(_) => None,
+            Source::Many { apps, choose } => match choose.app(apps, req.uri(), req.headers()) {
+                Some(app) => Some(app),
+                None => return ResponseFuture::ready(Rejection::UnknownApp.into_response()),
+            },
+        };
+        let endpoint = match config.endpoint(app.as_deref()) {
+            Ok(endpoint) => endpoint,
+            Err(rejection) => return ResponseFuture::ready(rejection.into_response()),
+        };
+        let query = match endpoint.check(req.method(), req.uri().query()) {
             Ok(Verified::Push(query)) => query,
             Ok(Verified::Handshake(echostr)) => {
                 return ResponseFuture::ready(response::handshake(echostr))
@@ -105,7 +117,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        ResponseFuture::collect(body, parts, inner, self.config.clone(), query)
+        ResponseFuture::collect(body, parts, inner, self.config.clone(), app, query)
     }
 }
 

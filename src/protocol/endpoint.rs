@@ -57,6 +57,9 @@ pub enum ConfigError {
     /// A WeCom receive id (CorpID, SuiteID) is empty (use [`ReceiveId::Empty`] for that),
     /// longer than 64 bytes, or not ASCII letters, digits, `_` and `-`.
     ReceiveId,
+    /// An app's name (see [`AppName`](crate::apps::AppName)) is empty, longer than 64 bytes,
+    /// or not ASCII letters, digits, `_`, `-` and `.`.
+    AppName,
 }
 
 impl fmt::Display for ConfigError {
@@ -70,6 +73,7 @@ impl fmt::Display for ConfigError {
                 "a CorpID or SuiteID must be 1 to 64 ASCII letters, digits, '_' or '-' \
                  (ReceiveId::Empty for an empty receive id)"
             }
+            Self::AppName => "an app's name must be 1 to 64 ASCII letters, digits, '_', '-' or '.'",
         })
     }
 }

@@ -17,6 +17,8 @@
 //! | --- | --- |
 //! | 400 Bad Request | [`Query`](Rejection::Query), [`MissingEchostr`](Rejection::MissingEchostr), [`BodyRead`](Rejection::BodyRead), [`Malformed`](Rejection::Malformed), [`MissingEncrypt`](Rejection::MissingEncrypt), [`EncryptionNotConfigured`](Rejection::EncryptionNotConfigured), [`Decrypt`](Rejection::Decrypt) |
 //! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired), [`ReplayedSignature`](Rejection::ReplayedSignature) |
+//! | 403 Forbidden | [`WrongRecipient`](Rejection::WrongRecipient) |
+//! | 404 Not Found | [`UnknownApp`](Rejection::UnknownApp) |
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
 //! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime), [`UnsupportedReply`](Rejection::UnsupportedReply) |
@@ -86,6 +88,14 @@ pub enum Rejection {
     /// The handler's reply does not exist on this endpoint's platform (a music reply on
     /// WeCom, a news reply to a WeCom robot): a bug in the handler, not in the request.
     UnsupportedReply,
+    /// A multi-app layer: the request names no configured app (see
+    /// [`apps`](crate::apps)). Never answered with another app's keys.
+    UnknownApp,
+    /// The push verified with the chosen app's keys but is addressed (its decrypted
+    /// `ToUserName`) to another account than the app's
+    /// [`recipient`](crate::apps::App::recipient): a push for one Open Platform authoriser
+    /// sent to another's path.
+    WrongRecipient,
     /// The retry options ([`dedupe`](crate::WechatLayer::dedupe),
     /// [`ack_deadline`](crate::WechatLayer::ack_deadline)) are on, but the push is not being
     /// served on a Tokio runtime, which they need.
@@ -105,6 +115,8 @@ impl Rejection {
             | Self::BadMsgSignature
             | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
             Self::Store | Self::TicketStore => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnknownApp => StatusCode::NOT_FOUND,
+            Self::WrongRecipient => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Query(_)
             | Self::MissingEchostr
@@ -137,6 +149,8 @@ impl Rejection {
             Self::Random => "could not seal the reply",
             Self::UnsupportedReply => "the handler's reply does not exist on this platform",
             Self::NoRuntime => "dedupe and the ack deadline need a Tokio runtime",
+            Self::UnknownApp => "unknown app: no app is configured under the name this URL gives",
+            Self::WrongRecipient => "push addressed to another account than the app this URL names",
             Self::MissingSignature(_)
             | Self::Query(_)
             | Self::StaleTimestamp { .. }

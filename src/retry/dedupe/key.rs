@@ -33,6 +33,12 @@ use crate::protocol::hex;
 /// collide (PLATFORMS.md §1.8). A robot push is keyed by its `msgid`.
 pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
     let mut key = String::with_capacity(64);
+    push_key(&mut key, message, document);
+    key
+}
+
+/// [`dedupe_key`], written after what `key` holds.
+fn push_key(key: &mut String, message: &Message, document: &[u8]) {
     key.push_str(message.to_user());
     if let Some(agent) = message.agent_id() {
         let _ = write!(key, "/{agent}");
@@ -40,12 +46,12 @@ pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
     if let Kind::Robot(push) = message.kind() {
         key.push_str("|msg|");
         key.push_str(&push.msg_id);
-        return key;
+        return;
     }
     if let Some(id) = message.msg_id() {
         // Writing to a String cannot fail.
         let _ = write!(key, "|msg|{id}");
-        return key;
+        return;
     }
     if let Some(id) = message
         .field("MsgId")
@@ -54,10 +60,22 @@ pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
     {
         key.push_str("|msg|");
         key.push_str(id);
-        return key;
+        return;
     }
     key.push_str("|doc|");
-    hex::push_str(&mut key, &Sha1::digest(document));
+    hex::push_str(key, &Sha1::digest(document));
+}
+
+/// [`dedupe_key`] within `scope` (a multi-app layer's app name): `{scope}/` before the key,
+/// so the same `MsgId` in two apps gives two keys. App names have no `/`.
+pub(crate) fn scoped_dedupe_key(scope: Option<&str>, message: &Message, document: &[u8]) -> String {
+    let Some(scope) = scope else {
+        return dedupe_key(message, document);
+    };
+    let mut key = String::with_capacity(scope.len() + 65);
+    key.push_str(scope);
+    key.push('/');
+    push_key(&mut key, message, document);
     key
 }
 
@@ -123,5 +141,23 @@ mod tests {
         assert!(other.starts_with("gh9|doc|"));
         // An empty string MsgId is no id.
         assert!(key(r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"event","Event":"x","MsgId":""}"#).starts_with("gh|doc|"));
+    }
+
+    #[test]
+    fn scoped_keys() {
+        for json in [
+            r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":42}"#,
+            r#"{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"event","Event":"x"}"#,
+        ] {
+            let (m, doc) = (message(json), json.as_bytes());
+            let plain = dedupe_key(&m, doc);
+            assert_eq!(scoped_dedupe_key(None, &m, doc), plain);
+            let (a, b) = (
+                scoped_dedupe_key(Some("a"), &m, doc),
+                scoped_dedupe_key(Some("b"), &m, doc),
+            );
+            assert_eq!(a, format!("a/{plain}"));
+            assert_ne!(a, b);
+        }
     }
 }

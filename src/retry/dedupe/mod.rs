@@ -29,7 +29,7 @@ mod service;
 mod store;
 
 pub use key::dedupe_key;
-pub(crate) use key::DedupeKey;
+pub(crate) use key::{scoped_dedupe_key, DedupeKey};
 pub use service::DedupeLayer;
 pub(crate) use service::HeldClaim;
 pub use store::{Claim, DedupeStore, MemoryDedupeStore};

@@ -1,0 +1,457 @@
+//! Several apps behind one endpoint: [`Apps`] (the registry), [`App`] (one app's checks) and
+//! [`ChooseApp`] (how a request names its app), sans-IO.
+//!
+//! Each [`App`] is a name and an [`Endpoint`] of its own (its Token, its keys, its AppID), plus,
+//! for an Open Platform authoriser, the account its pushes must be addressed to. A request
+//! names its app by something unauthenticated, a path segment for instance; that is safe only
+//! because the request is then verified with *that* app's Token and keys, never another's:
+//! an attacker can steer a request to any configured app, never past its signature. A name
+//! that is not configured is refused ([`Rejection::UnknownApp`], 404); there is no fallback.
+//!
+//! ```
+//! use http::{HeaderMap, Method, Uri};
+//! use wechat_push::apps::{App, Apps, ChooseApp};
+//! use wechat_push::{Endpoint, Verified};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let apps = Apps::new();
+//! apps.insert(App::new("shop", Endpoint::new("ShopToken1")?.clock(|| 1714036504))?);
+//! apps.insert(App::new("club", Endpoint::new("ClubToken2")?)?);
+//!
+//! let choose = ChooseApp::last_segment();
+//! let uri: Uri = "/wechat/shop?signature=5f2bb1e64a9a3c74e6e1b76b0d3e9e2ff9bc71b8&timestamp=1714036504&nonce=1".parse()?;
+//! let app = choose.app(&apps, &uri, &HeaderMap::new()).expect("configured");
+//! assert_eq!(app.name(), "shop");
+//! // Then that app's own checks: this query is not signed with shop's Token.
+//! assert!(app.endpoint().check(&Method::POST, uri.query()).is_err());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use http::{HeaderMap, Uri};
+
+use crate::endpoint::{ConfigError, Endpoint, OpenedPush};
+use crate::message::Message;
+use crate::query::CallbackQuery;
+use crate::rejection::Rejection;
+
+/// The name a request chose its app by: 1 to 64 ASCII letters, digits, `_`, `-` or `.`.
+///
+/// Cheap to clone (shared). The layer puts the chosen app's name in the handler's request
+/// extensions, beside the [`PushInfo`](crate::PushInfo):
+///
+/// ```
+/// use http::Request;
+/// use wechat_push::{apps::AppName, Message};
+///
+/// fn app(req: &Request<Message>) -> Option<&str> {
+///     req.extensions().get::<AppName>().map(AppName::as_str)
+/// }
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AppName(Arc<str>);
+
+impl AppName {
+    /// `name`, if it is 1 to 64 ASCII letters, digits, `_`, `-` or `.` (an AppID, a CorpID or
+    /// a name of your own all are).
+    pub fn new(name: &str) -> Result<Self, ConfigError> {
+        if is_name(name) {
+            Ok(Self(name.into()))
+        } else {
+            Err(ConfigError::AppName)
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether `name` can name an app. A path segment with anything else (`%`, `/`, spaces)
+/// names none.
+fn is_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Hash for AppName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes: the map is looked up by `&str`.
+        self.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for AppName {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Deref for AppName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for AppName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for AppName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for AppName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One app: its name and its [`Endpoint`] (Token, keys, AppID), and, for an Open Platform
+/// authoriser, the account its pushes must be addressed to.
+///
+/// `Debug` redacts the Token and the keys (it shows the endpoint's own `Debug`).
+#[derive(Clone, Debug)]
+pub struct App {
+    name: AppName,
+    endpoint: Endpoint,
+    recipient: Option<Box<str>>,
+}
+
+impl App {
+    /// The app `name` (see [`AppName`]), checked by `endpoint`.
+    pub fn new(name: &str, endpoint: Endpoint) -> Result<Self, ConfigError> {
+        Ok(Self {
+            name: AppName::new(name)?,
+            endpoint,
+            recipient: None,
+        })
+    }
+
+    /// Refuses a push whose (decrypted) `ToUserName` is not `original_id`
+    /// ([`Rejection::WrongRecipient`], 403).
+    ///
+    /// For the Open Platform's message URL (`…/$APPID$/…`): every authoriser's pushes are
+    /// signed and sealed with the component's one Token and key and carry the component's
+    /// AppID, so a push for authoriser A verifies and decrypts just as well at B's path. Only
+    /// the decrypted `ToUserName`, the authoriser's original id (`gh_…`, from
+    /// `api_get_authorizer_info`'s `authorizer_info.user_name`), says whom it is for. Also
+    /// useful for apps whose admins gave them the same Token and key. In plaintext mode the
+    /// body is not signed, and the check is only as good as the body.
+    #[must_use]
+    pub fn recipient(mut self, original_id: impl Into<String>) -> Self {
+        self.recipient = Some(original_id.into().into_boxed_str());
+        self
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &AppName {
+        &self.name
+    }
+
+    /// The app's endpoint: its checks, its keys.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The account the app's pushes must be addressed to, when set.
+    pub fn expected_recipient(&self) -> Option<&str> {
+        self.recipient.as_deref()
+    }
+
+    /// [`Endpoint::open`], then the [`recipient`](Self::recipient) check.
+    pub fn open<'a>(
+        &self,
+        query: CallbackQuery,
+        body: &'a [u8],
+    ) -> Result<OpenedPush<'a>, Rejection> {
+        let opened = self.endpoint.open(query, body)?;
+        self.check_recipient(opened.message())?;
+        Ok(opened)
+    }
+
+    /// The [`recipient`](Self::recipient) check alone, on an opened push's message.
+    pub fn check_recipient(&self, message: &Message) -> Result<(), Rejection> {
+        match &self.recipient {
+            Some(expected) if **expected != *message.to_user() => Err(Rejection::WrongRecipient),
+            _ => Ok(()),
+        }
+    }
+}
+
+type Map = HashMap<AppName, Arc<App>>;
+
+/// The apps one layer serves, by name. Add or replace an app at any time, also while serving:
+/// the next request sees it.
+///
+/// A handle: clones share the registry (keep one to change the apps the layer serves). A
+/// request's lookup holds a read lock for the hash lookup and the `Arc` clone of its app, no
+/// longer; a change holds the write lock for one insert or removal. The registry holds only
+/// what is inserted: a request naming anything else is refused, never looked up elsewhere.
+#[derive(Clone, Default)]
+pub struct Apps {
+    map: Arc<RwLock<Map>>,
+}
+
+impl fmt::Debug for Apps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Apps")
+            .field("names", &self.names())
+            .finish()
+    }
+}
+
+impl Apps {
+    /// No apps yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `app`, or replaces the app of that name; the replaced app is returned. Requests
+    /// already past the lookup finish with the app they chose.
+    pub fn insert(&self, app: App) -> Option<Arc<App>> {
+        let app = Arc::new(app);
+        self.write().insert(app.name.clone(), app)
+    }
+
+    /// Removes the app `name`; later requests naming it are refused.
+    pub fn remove(&self, name: &str) -> Option<Arc<App>> {
+        self.write().remove(name)
+    }
+
+    /// The app `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<App>> {
+        self.read().get(name).cloned()
+    }
+
+    /// How many apps there are.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// The apps' names, sorted.
+    pub fn names(&self) -> Vec<AppName> {
+        let mut names: Vec<AppName> = self.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    // No code panics while holding the lock (a map insert or removal, a lookup, a clone), so
+    // a poisoned lock still guards a whole map: go on with it.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FromIterator<App> for Apps {
+    fn from_iter<I: IntoIterator<Item = App>>(iter: I) -> Self {
+        let map: Map = iter
+            .into_iter()
+            .map(|app| (app.name.clone(), Arc::new(app)))
+            .collect();
+        Self {
+            map: Arc::new(RwLock::new(map)),
+        }
+    }
+}
+
+/// A function reading an app's name from a request's URI and headers.
+type AppKey = dyn for<'r> Fn(&'r Uri, &'r HeaderMap) -> Option<&'r str> + Send + Sync;
+
+/// How a request names its app: a segment of its path (`/wechat/{app}`, the Open Platform's
+/// `/$APPID$/…`), or a function of its URI and headers.
+///
+/// Whatever names the app is not authenticated (neither the path nor the query is signed):
+/// the chosen app's own signature check is what authenticates the request.
+#[derive(Clone)]
+pub struct ChooseApp(Choose);
+
+#[derive(Clone)]
+enum Choose {
+    LastSegment,
+    Segment(usize),
+    With(Arc<AppKey>),
+}
+
+impl fmt::Debug for ChooseApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Choose::LastSegment => f.write_str("ChooseApp::last_segment()"),
+            Choose::Segment(i) => write!(f, "ChooseApp::segment({i})"),
+            Choose::With(_) => f.write_str("ChooseApp::with(..)"),
+        }
+    }
+}
+
+impl ChooseApp {
+    /// The path's last segment: `shop` in `/wechat/shop` (and in `/wechat/shop/`), as with
+    /// axum's `/wechat/{app}`, however the router is nested.
+    pub fn last_segment() -> Self {
+        Self(Choose::LastSegment)
+    }
+
+    /// The path's segment `index`, from 0: `segment(0)` is the authoriser's AppID in the Open
+    /// Platform's `/$APPID$/callback`, `segment(1)` in `/aaa/$APPID$/bbb/cgi`. The path is the
+    /// one the layer sees (a router that strips a prefix strips it first).
+    pub fn segment(index: usize) -> Self {
+        Self(Choose::Segment(index))
+    }
+
+    /// A function of the request's URI and headers, for a query parameter (EasyWeChat's
+    /// `?id=`) or a header set by a proxy:
+    ///
+    /// ```
+    /// use wechat_push::apps::ChooseApp;
+    ///
+    /// let by_query = ChooseApp::with(|uri, _headers| {
+    ///     uri.query()?.split('&').find_map(|pair| pair.strip_prefix("app="))
+    /// });
+    /// # let _ = by_query;
+    /// ```
+    pub fn with<F>(key: F) -> Self
+    where
+        F: for<'r> Fn(&'r Uri, &'r HeaderMap) -> Option<&'r str> + Send + Sync + 'static,
+    {
+        Self(Choose::With(Arc::new(key)))
+    }
+
+    /// The name this request gives, if any.
+    pub fn name<'r>(&self, uri: &'r Uri, headers: &'r HeaderMap) -> Option<&'r str> {
+        let path = uri.path();
+        match &self.0 {
+            Choose::LastSegment => {
+                let path = path.strip_suffix('/').unwrap_or(path);
+                path.rsplit('/').next()
+            }
+            Choose::Segment(index) => path.trim_start_matches('/').split('/').nth(*index),
+            Choose::With(key) => key(uri, headers),
+        }
+    }
+
+    /// The app of `apps` this request names; `None` when it names none, or one that is not
+    /// configured.
+    pub fn app(&self, apps: &Apps, uri: &Uri, headers: &HeaderMap) -> Option<Arc<App>> {
+        // Only valid names are ever inserted, so anything else finds nothing.
+        self.name(uri, headers).and_then(|name| apps.get(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    fn apps() -> Apps {
+        ["a", "b", "wxba5fad812f8e6fb9"]
+            .into_iter()
+            .map(|n| App::new(n, Endpoint::new("Token123").unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn names() {
+        for good in ["a", "wx1234567890abcdef", "shop-1.v2_x", &"a".repeat(64)] {
+            assert!(AppName::new(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a/b", "a%2Fb", "a b", "应用", &"a".repeat(65)] {
+            assert_eq!(
+                AppName::new(bad).unwrap_err(),
+                ConfigError::AppName,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn choosing() {
+        let apps = apps();
+        let h = HeaderMap::new();
+        let name = |c: &ChooseApp, u: &str| c.app(&apps, &uri(u), &h).map(|a| a.name().clone());
+        let last = ChooseApp::last_segment();
+        assert_eq!(name(&last, "/wechat/a?x=1").unwrap(), "a");
+        assert_eq!(name(&last, "/wechat/b/").unwrap(), "b");
+        assert_eq!(name(&last, "/b").unwrap(), "b");
+        for none in ["/wechat/c", "/wechat/", "/", "/wechat/a%20", "/wechat/A"] {
+            assert!(name(&last, none).is_none(), "{none}");
+        }
+        let first = ChooseApp::segment(0);
+        assert_eq!(
+            name(&first, "/wxba5fad812f8e6fb9/revice?signature=x").unwrap(),
+            "wxba5fad812f8e6fb9"
+        );
+        assert!(name(&ChooseApp::segment(3), "/a/b").is_none());
+        let by_header = ChooseApp::with(|_: &Uri, h: &HeaderMap| h.get("x-app")?.to_str().ok());
+        let mut headers = HeaderMap::new();
+        headers.insert("x-app", "b".parse().unwrap());
+        assert_eq!(
+            by_header.app(&apps, &uri("/"), &headers).unwrap().name(),
+            "b"
+        );
+    }
+
+    #[test]
+    fn insert_replace_remove() {
+        let apps = apps();
+        let handle = apps.clone();
+        assert_eq!(apps.len(), 3);
+        let old = handle.insert(App::new("a", Endpoint::new("Other123").unwrap()).unwrap());
+        assert!(old.is_some());
+        assert_eq!(apps.len(), 3);
+        assert!(handle
+            .insert(App::new("c", Endpoint::new("Tok").unwrap()).unwrap())
+            .is_none());
+        assert_eq!(apps.names(), ["a", "b", "c", "wxba5fad812f8e6fb9"]);
+        assert!(apps.remove("c").is_some());
+        assert!(apps.get("c").is_none());
+        assert!(apps.remove("c").is_none());
+    }
+
+    #[test]
+    fn debug_redacts_the_tokens() {
+        let apps: Apps = [App::new("a", Endpoint::new("Secret123").unwrap()).unwrap()]
+            .into_iter()
+            .collect();
+        let text = format!("{apps:?} {:?}", apps.get("a").unwrap());
+        assert!(!text.contains("Secret123"), "{text}");
+    }
+}
