@@ -14,6 +14,7 @@ use http::Request;
 use tower::Service;
 
 use crate::retry::{Outcome, Wrap};
+use crate::store::Outage;
 
 use crate::message::Message;
 use crate::reply::Reply;
@@ -31,6 +32,8 @@ pub struct DedupeLayer {
     store: Arc<dyn DedupeStore>,
     ttl: Duration,
     lease: Duration,
+    /// Shared by every clone: one warning per outage of the store, not one per push.
+    outage: Arc<Outage>,
 }
 
 impl DedupeLayer {
@@ -45,6 +48,7 @@ impl DedupeLayer {
             store,
             ttl: DEFAULT_DEDUPE_TTL,
             lease: DEFAULT_CLAIM_LEASE,
+            outage: Arc::default(),
         }
     }
 
@@ -124,7 +128,12 @@ where
     fn call(&mut self, mut req: Request<Message>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let DedupeLayer { store, ttl, lease } = self.layer.clone();
+        let DedupeLayer {
+            store,
+            ttl,
+            lease,
+            outage,
+        } = self.layer.clone();
         // The layer keys the push by its document; outside it, only a `MsgId` is a safe key.
         let key = match req.extensions_mut().remove::<DedupeKey>() {
             Some(DedupeKey(key)) => Some(key),
@@ -135,15 +144,19 @@ where
                 return inner.call(req).await.map(Into::into);
             };
             let owner = loop {
-                match store.claim(&key, lease).await {
+                let claim = store.claim(&key, lease).await;
+                if claim.is_ok() && outage.answered() {
+                    #[cfg(feature = "tracing")]
+                    tracing::info!("dedupe store answering again");
+                }
+                match claim {
                     Ok(Claim::Acquired(owner)) => break Some(owner),
                     Ok(Claim::Done(reply)) => return Ok(A::recorded(reply)),
                     Ok(Claim::InFlight) => {
                         let _ = tokio::time::timeout(RECHECK, store.wait(&key)).await;
                     }
-                    Err(_e) => {
-                        #[cfg(feature = "tracing")]
-                        tracing::warn!(%key, error = %_e, "dedupe store failed; handling the push anyway");
+                    Err(e) => {
+                        store_failed(&outage, &key, &e, "handling the push anyway");
                         break None;
                     }
                 }
@@ -159,6 +172,7 @@ where
                 key,
                 owner,
                 ttl,
+                outage,
                 state: AtomicU8::new(OPEN),
             }));
             req.extensions_mut().insert(claim.clone());
@@ -179,6 +193,20 @@ where
     }
 }
 
+/// Logs a store failure: a warning for the first of an outage, then at debug until the store
+/// answers again.
+fn store_failed(outage: &Outage, key: &str, error: &crate::store::StoreError, what: &str) {
+    let first = outage.failed();
+    #[cfg(feature = "tracing")]
+    if first {
+        tracing::warn!(%key, %error, "dedupe store failed; {what} (further failures logged at debug until it answers again)");
+    } else {
+        tracing::debug!(%key, %error, "dedupe store failed; {what}");
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (first, key, error, what);
+}
+
 /// The claim of the delivery being handled.
 ///
 /// Shared between the dedupe future and the request it passes on: when the handler runs in
@@ -194,6 +222,7 @@ struct ClaimInner {
     key: String,
     owner: u64,
     ttl: Duration,
+    outage: Arc<Outage>,
     /// [`OPEN`], [`COMPLETING`] or [`SETTLED`].
     state: AtomicU8,
 }
@@ -226,10 +255,12 @@ impl HeldClaim {
             .await
         {
             Ok(()) => claim.state.store(SETTLED, Ordering::Release),
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(key = %claim.key, error = %_e, "dedupe store failed to record a reply; released the push for its retry");
-            }
+            Err(e) => store_failed(
+                &claim.outage,
+                &claim.key,
+                &e,
+                "its reply is not recorded; released the push for its retry",
+            ),
         }
         drop(unless_recorded);
     }
