@@ -527,7 +527,7 @@ async fn a_failed_first_delivery_is_handled_again_at_another_instance() {
 
 #[tokio::test]
 async fn the_replay_guard_sees_a_query_first_used_at_another_instance() {
-    let Some(server) =
+    let Some(mut server) =
         RedisServer::start("the_replay_guard_sees_a_query_first_used_at_another_instance")
     else {
         return;
@@ -548,8 +548,77 @@ async fn the_replay_guard_sees_a_query_first_used_at_another_instance() {
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body_string(answer.into_body()).await, "replayed signature");
     // The genuine retry, at B: let through.
-    let answer = b.oneshot(genuine()).await;
+    let answer = b.clone().oneshot(genuine()).await;
     assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    // Redis gone: the documented policy, 503 (nothing let through unchecked), in time.
+    server.stop();
+    let started = Instant::now();
+    let answer = b.oneshot(genuine()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// The client on a Redis that stops: it keeps sending with its own copy of the token (no
+/// fetch), logs one warning, and reads the shared token again once Redis is back.
+/// (Current-thread runtime: the warning counter sees every task.)
+#[tokio::test]
+async fn the_client_keeps_working_while_redis_is_down_and_shares_again_after() {
+    let Some(mut server) =
+        RedisServer::start("the_client_keeps_working_while_redis_is_down_and_shares_again_after")
+    else {
+        return;
+    };
+    let warnings = Arc::new(AtomicUsize::new(0));
+    let _subscriber = tracing::subscriber::set_default(Warnings(warnings.clone()));
+    let mock = Mock::start(standard).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .token_store(Arc::new(instance(&server, "cl:").token_store()))
+        .build()
+        .unwrap();
+    client.send_text("OPENID", "before").await.unwrap();
+    server.stop();
+    for i in 0..20 {
+        let started = Instant::now();
+        client
+            .send_text("OPENID", &format!("during {i}"))
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    assert_eq!(mock.count(TOKEN), 1, "no fetch: the process's copy is used");
+    assert_eq!(warnings.load(Ordering::SeqCst), 1, "one warning per outage");
+
+    // Back, with a token another instance stored meanwhile: used within 10 s.
+    server.restart();
+    let mut raw = server.raw().await;
+    let expires = SystemTime::now() + Duration::from_secs(3600);
+    let stored = format!(
+        "{}:SHARED",
+        expires.duration_since(UNIX_EPOCH).unwrap().as_millis()
+    );
+    let _: () = raw
+        .pset_ex(
+            "cl:token:wechat:access_token:wxAPPID:stable_token",
+            stored,
+            3_600_000,
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        client.send_text("OPENID", "after").await.unwrap();
+        if mock.requests(SEND).last().unwrap().token() == "SHARED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store not used again within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    assert_eq!(warnings.load(Ordering::SeqCst), 1);
 }
 
 // ---------------------------------------------------------------------------------------
