@@ -26,6 +26,10 @@ use super::{DEFAULT_CLAIM_LEASE, DEFAULT_DEDUPE_TTL};
 /// How often a duplicate waiting on an in-flight push checks the store again, at most.
 const RECHECK: Duration = Duration::from_millis(250);
 
+/// How long the recording of a reply may take before the claim is released instead: under
+/// WeChat's 5 s between deliveries, so that its retry finds the push free.
+const RECORD_LIMIT: Duration = Duration::from_secs(3);
+
 /// The layer [`WechatLayer::dedupe`](crate::WechatLayer::dedupe) puts around the handler.
 #[derive(Clone)]
 pub struct DedupeLayer {
@@ -184,7 +188,7 @@ where
                 }
             };
             match answer.record() {
-                Some(reply) => claim.complete(&reply).await,
+                Some(reply) => claim.record(reply.into_owned()),
                 // Answered, but not as a handled push (a pass-through error status, say).
                 None => claim.release(),
             }
@@ -263,6 +267,28 @@ impl HeldClaim {
             ),
         }
         drop(unless_recorded);
+    }
+
+    /// Records `reply` without holding up the answer: at once when the store answers at once
+    /// (the in-memory store), otherwise in a task of its own, so that a remote store costs the
+    /// answer one round trip (the claim), not two.
+    ///
+    /// The answer does not depend on the recording: if it fails, the claim is released as
+    /// with [`complete`](Self::complete). A duplicate arriving before the record lands finds the
+    /// push in flight and waits for it.
+    ///
+    /// A store that has not recorded the reply within [`RECORD_LIMIT`] is given up on (the
+    /// claim released), so that a hung store cannot keep the push in flight until its lease
+    /// runs out.
+    pub(crate) fn record(self, reply: Reply) {
+        let mut recording = Box::pin(async move {
+            let _ = tokio::time::timeout(RECORD_LIMIT, self.complete(&reply)).await;
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if recording.as_mut().poll(&mut cx).is_pending() {
+            // Polled again, with a real waker, by the task (it registers that one).
+            tokio::spawn(recording);
+        }
     }
 
     /// Frees the push for the next delivery, unless already settled.
