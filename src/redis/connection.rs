@@ -1,8 +1,11 @@
 //! The connection the three Redis stores share: created on first use, reconnected by redis-rs'
 //! `ConnectionManager`, every command bounded by the command timeout, and a short pause after
-//! a connection failure so that a hung server does not cost every request a full timeout.
+//! a connection failure, or a timeout with nothing answered for as long, so that a hung server
+//! does not cost every request a full timeout (while one slow answer under load pauses
+//! nothing).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,9 @@ pub(super) struct Connection {
     pub(super) timeout: Duration,
     /// Until when commands fail without trying (after a connection failure).
     paused_until: Mutex<Option<Instant>>,
+    /// When a command last got its answer, in nanoseconds since `started`.
+    answered: AtomicU64,
+    started: Instant,
 }
 
 impl Connection {
@@ -32,6 +38,8 @@ impl Connection {
             prefix,
             timeout,
             paused_until: Mutex::new(None),
+            answered: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
@@ -80,22 +88,39 @@ impl Connection {
         }
         let manager = self.manager()?;
         match tokio::time::timeout(self.timeout, command(manager)).await {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                self.answered.store(self.since_start(), Ordering::Relaxed);
+                Ok(value)
+            }
             Ok(Err(e)) => {
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
+                if e.is_timeout() {
+                    self.timed_out();
+                } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
                 {
                     self.pause();
                 }
                 Err(StoreError::new(e))
             }
             Err(_) => {
-                self.pause();
+                self.timed_out();
                 Err(StoreError::new(Unavailable::Timeout(self.timeout)))
             }
         }
+    }
+
+    /// A slow answer under load is not an outage: pause only if no command at all was
+    /// answered during the whole timeout (a server that hangs).
+    fn timed_out(&self) {
+        let silent = self
+            .since_start()
+            .saturating_sub(self.answered.load(Ordering::Relaxed));
+        if u128::from(silent) >= self.timeout.as_nanos() {
+            self.pause();
+        }
+    }
+
+    fn since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub(super) fn key(&self, space: &str, key: &str) -> String {
