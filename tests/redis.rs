@@ -40,6 +40,42 @@ use wechat_push::{Message, Reply};
 // redis-server processes
 // ---------------------------------------------------------------------------------------
 
+/// Whether `tool` is installed; if not, says loudly that `test` is skipped (past the test
+/// harness's capture), or fails it under `CI=true`.
+fn installed(test: &str, tool: &str) -> bool {
+    // Both print their version with this.
+    let arg = if tool == "openssl" {
+        "version"
+    } else {
+        "--version"
+    };
+    let found = Command::new(tool)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: {tool} is not installed, and a skipped Redis test fails under CI=true"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n**** SKIPPED {test}: {tool} is not installed (apt-get install {tool}) ****\n"
+        );
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A `redis-server` on a free loopback port, killed when dropped.
 struct RedisServer {
     port: u16,
@@ -50,28 +86,10 @@ impl RedisServer {
     /// Starts one, or says loudly why the test is skipped (`None`); under `CI=true` a missing
     /// `redis-server` fails the test.
     fn start(test: &str) -> Option<Self> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: redis-server is not installed, and a skipped Redis test fails under CI=true"
-            );
-            // Straight to stderr, past the test harness's capture: a skip must be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n**** SKIPPED {test}: redis-server is not installed (apt-get install redis-server) ****\n"
-            );
+        if !installed(test, "redis-server") {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut server = RedisServer { port, child: None };
         server.restart();
         Some(server)
@@ -340,6 +358,166 @@ async fn the_stores_keep_their_contracts_and_every_key_expires() {
     let _: () = raw.set("t:token:odd", "no expiry here").await.unwrap();
     assert!(dedupe.claim("odd", lease).await.is_err());
     assert!(token_store.get("odd").await.is_err());
+}
+
+/// `rediss://`: a Redis serving TLS with a certificate of a CA made here; the stores talk to
+/// it when told to trust that CA, and refuse it on the system's roots (it is verified).
+#[tokio::test]
+async fn rediss_is_verified_against_the_configured_root() {
+    let test = "rediss_is_verified_against_the_configured_root";
+    if !installed(test, "redis-server") || !installed(test, "openssl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "wechat-push-tls-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for args in [
+        &[
+            "req",
+            "-x509",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wechat-push test CA",
+        ][..],
+        &[
+            "req",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ][..],
+    ] {
+        let status = Command::new("openssl")
+            .args(&args[..1])
+            .args(ec)
+            .args(&args[1..])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    }
+    let status = Command::new("openssl")
+        .args([
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+        ])
+        .args([
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl x509");
+
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-cert-file",
+            "server.crt",
+            "--tls-key-file",
+            "server.key",
+        ])
+        .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+        .args(["--save", "", "--appendonly", "no"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(Child, std::path::PathBuf);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let _server = Kill(child, dir.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server listens for TLS");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let trusted = RedisStores::builder(&url)
+        .tls_root_certificate(ca)
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .replay_store();
+    let window = Duration::from_secs(60);
+    assert_eq!(
+        trusted.check("q", [1; 20], window).await.unwrap(),
+        Seen::First
+    );
+    assert_eq!(
+        trusted.check("q", [1; 20], window).await.unwrap(),
+        Seen::SameBody
+    );
+    // The same server on the system's roots: its certificate is not trusted.
+    let untrusted = RedisStores::builder(&url)
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .replay_store();
+    let refused = untrusted.check("q", [1; 20], window).await.unwrap_err();
+    assert!(refused.to_string().contains("certificate"), "{refused}");
+    // A root that is not a certificate is refused when the stores are built.
+    assert!(RedisStores::builder(&url)
+        .tls_root_certificate(&b"not a certificate"[..])
+        .build()
+        .is_err());
 }
 
 #[test]

@@ -28,8 +28,9 @@
 //! # }
 //! ```
 //!
-//! URLs: `redis://[:PASSWORD@]HOST[:PORT][/DB]`, `rediss://…` (TLS, rustls with the
-//! system's roots), `unix:///PATH` or `redis+unix:///PATH`.
+//! URLs: `redis://[:PASSWORD@]HOST[:PORT][/DB]`, `rediss://…` (TLS with rustls, verified
+//! against the system's roots or [your own CA](RedisStoresBuilder::tls_root_certificate)),
+//! `unix:///PATH` or `redis+unix:///PATH`.
 //!
 //! Keys, under the prefix (every one with an expiry):
 //!
@@ -91,11 +92,12 @@ impl RedisStores {
             url: url.into(),
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_COMMAND_TIMEOUT,
+            tls_root: None,
         }
     }
 
     /// Stores on the Redis at `url`, with the default prefix and command timeout.
-    pub fn new(url: impl Into<String>) -> Result<Self, InvalidRedisUrl> {
+    pub fn new(url: impl Into<String>) -> Result<Self, RedisConfigError> {
         Self::builder(url).build()
     }
 
@@ -126,6 +128,7 @@ pub struct RedisStoresBuilder {
     url: String,
     prefix: String,
     timeout: Duration,
+    tls_root: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisStoresBuilder {
@@ -133,11 +136,20 @@ impl fmt::Debug for RedisStoresBuilder {
         f.debug_struct("RedisStoresBuilder")
             .field("prefix", &self.prefix)
             .field("command_timeout", &self.timeout)
+            .field("tls_root_certificate", &self.tls_root.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStoresBuilder {
+    /// For `rediss://`: trust the certificate authority in `pem` (PEM) instead of the
+    /// system's roots (a Redis with a certificate of your own CA). The server's certificate
+    /// is verified either way, its name or IP address included.
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root = Some(pem.into());
+        self
+    }
+
     /// The prefix of every key (default [`DEFAULT_PREFIX`]); give each application sharing a
     /// Redis its own.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -155,26 +167,46 @@ impl RedisStoresBuilder {
 
     /// Checks the URL and returns the stores. Nothing is connected yet: an unreachable server
     /// is not an error here, and the stores use it once it answers.
-    pub fn build(self) -> Result<RedisStores, InvalidRedisUrl> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| InvalidRedisUrl {
-            reason: e.to_string(),
-        })?;
+    pub fn build(self) -> Result<RedisStores, RedisConfigError> {
+        let invalid = |e: redis::RedisError| RedisConfigError {
+            reason: format!("invalid Redis URL: {e}"),
+        };
+        let client = match self.tls_root {
+            None => redis::Client::open(self.url.as_str()).map_err(invalid)?,
+            Some(root) => {
+                // rustls would take a PEM without a certificate as "no roots": trust nothing.
+                if !root
+                    .windows(27)
+                    .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+                {
+                    return Err(RedisConfigError {
+                        reason: "the TLS root certificate is not a PEM certificate".to_owned(),
+                    });
+                }
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                };
+                redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(invalid)?
+            }
+        };
         Ok(RedisStores {
             conn: Arc::new(Connection::new(client, self.prefix, self.timeout)),
         })
     }
 }
 
-/// The Redis URL could not be used (its text is not repeated: it may carry a password).
+/// The Redis URL or the TLS root certificate could not be used (the URL is not repeated: it
+/// may carry a password).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidRedisUrl {
+pub struct RedisConfigError {
     reason: String,
 }
 
-impl fmt::Display for InvalidRedisUrl {
+impl fmt::Display for RedisConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid Redis URL: {}", self.reason)
+        f.write_str(&self.reason)
     }
 }
 
-impl std::error::Error for InvalidRedisUrl {}
+impl std::error::Error for RedisConfigError {}
