@@ -43,10 +43,11 @@
 //!
 //! When Redis does not answer within the command timeout (or refuses the connection), the
 //! stores return a [`StoreError`](crate::store::StoreError) at once, and for a second after a
-//! failure they do not try again (a hung server costs one timeout, not one per request). What
-//! the users of the stores then do: dedupe handles the push anyway; the client carries on with
-//! its own copy of the token, or fetches one for the process; the replay guard answers 503. Each
-//! logs a warning once per outage.
+//! refused connection, or a timeout with nothing answered for as long, they do not try again
+//! (a hung server costs one timeout, not one per request). What the users of the stores then
+//! do: dedupe handles the push anyway; the client carries on with its own copy of the token, or
+//! fetches one for the process; the replay guard answers 503. Dedupe and the client log a
+//! warning once per outage.
 
 mod connection;
 mod dedupe;
