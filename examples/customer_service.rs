@@ -14,7 +14,8 @@
 //! logged to stderr; the push has already been answered `success` (WeChat would otherwise
 //! deliver it again).
 //!
-//! It runs the way the README recommends for production: dedupe on (an in-memory store), so
+//! It runs the way the README recommends for production: dedupe on (an in-memory store, or
+//! Redis with `REDIS_URL`), so
 //! WeChat's retries of a push cause one send in all, and an acknowledgement deadline of 4 s.
 //!
 //! Served with axum on `BIND` (default `127.0.0.1:3000`) at `/wechat`; SIGINT or SIGTERM stops
@@ -28,6 +29,15 @@
 //!
 //! Optional: `WECHAT_ENCODING_AES_KEY` (43 characters) to accept safe-mode pushes too, and
 //! `WECHAT_API_BASE` (default `https://api.weixin.qq.com`) to talk to another API host.
+//!
+//! Several instances: with `REDIS_URL` set (`redis://HOST:PORT[/DB]`; built with the
+//! `redis` feature), the access token and the dedupe records live in that Redis, shared by
+//! every instance started with the same URL:
+//!
+//! ```sh
+//! REDIS_URL=redis://127.0.0.1:6379/0 WECHAT_TOKEN=… WECHAT_APPID=… WECHAT_APP_SECRET=… \
+//!   cargo run --release --features redis --example customer_service
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,7 +50,7 @@ use http::Request;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::service_fn;
-use wechat_push::client::{Client, CustomMessage, DEFAULT_BASE_URL};
+use wechat_push::client::{Client, ClientBuilder, CustomMessage, DEFAULT_BASE_URL};
 use wechat_push::deadline::AckDeadlineLayer;
 use wechat_push::dedupe::{DedupeLayer, MemoryDedupeStore};
 use wechat_push::message::{Event, Kind};
@@ -87,12 +97,13 @@ pub(crate) fn configure(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
     };
     let secret = var("WECHAT_APP_SECRET").ok_or("WECHAT_APP_SECRET: required")?;
     let base = var("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-    let layer = wechat_layer(token, key, &app_id).map_err(|e| match e {
+    let stores = Stores::configure(var("REDIS_URL"))?;
+    let layer = wechat_layer(token, key, &app_id, stores.dedupe()).map_err(|e| match e {
         ConfigError::AppId => format!("WECHAT_APPID: {e}"),
         _ => format!("WECHAT_TOKEN: {e}"),
     })?;
-    let client = Client::builder(app_id, secret)
-        .base_url(base)
+    let client = stores
+        .token(Client::builder(app_id, secret).base_url(base))
         .build()
         .map_err(|e| format!("WECHAT_API_BASE: {e}"))?;
     Ok(Config {
@@ -102,22 +113,64 @@ pub(crate) fn configure(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
     })
 }
 
+/// Where the dedupe records and the access token live: in memory, or in the Redis at
+/// `REDIS_URL`.
+enum Stores {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis(wechat_push::redis::RedisStores),
+}
+
+impl Stores {
+    /// The stores `REDIS_URL` asks for. An invalid URL is an error; an unreachable Redis is
+    /// not (the stores use it once it answers, and fall back meanwhile).
+    fn configure(url: Option<String>) -> Result<Self, String> {
+        match url {
+            None => Ok(Stores::Memory),
+            #[cfg(feature = "redis")]
+            Some(url) => wechat_push::redis::RedisStores::new(url)
+                .map(Stores::Redis)
+                .map_err(|e| format!("REDIS_URL: {e}")),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => Err(
+                "REDIS_URL: this build has no Redis support (build with --features redis)"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    fn dedupe(&self) -> DedupeLayer {
+        match self {
+            Stores::Memory => DedupeLayer::new(MemoryDedupeStore::default()),
+            #[cfg(feature = "redis")]
+            Stores::Redis(redis) => DedupeLayer::new(redis.dedupe_store()),
+        }
+    }
+
+    fn token(&self, client: ClientBuilder) -> ClientBuilder {
+        match self {
+            Stores::Memory => client,
+            #[cfg(feature = "redis")]
+            Stores::Redis(redis) => client.token_store(std::sync::Arc::new(redis.token_store())),
+        }
+    }
+}
+
 /// The WeChat layer as this example runs it: signatures, the default timestamp tolerance and
 /// body limit, safe mode when a key is configured (plaintext pushes are still accepted), dedupe
-/// in memory and a 4 s acknowledgement deadline.
+/// (in memory, or in Redis) and a 4 s acknowledgement deadline.
 pub(crate) fn wechat_layer(
     token: String,
     key: Option<EncodingAesKey>,
     app_id: &str,
+    dedupe: DedupeLayer,
 ) -> Result<ProductionLayer, ConfigError> {
     let layer = WechatLayer::new(token)?;
     let layer = match key {
         Some(key) => layer.encryption(key, app_id)?,
         None => layer,
     };
-    Ok(layer
-        .dedupe(MemoryDedupeStore::default())
-        .ack_deadline(ACK_DEADLINE))
+    Ok(layer.dedupe_with(dedupe).ack_deadline(ACK_DEADLINE))
 }
 
 /// What the example sends back for a push, if anything.

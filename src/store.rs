@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// A boxed, `Send` future, as the store traits return.
@@ -38,6 +39,27 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&*self.0)
+    }
+}
+
+/// Whether a store is failing, so that its users log an outage once, not once per request.
+#[derive(Debug, Default)]
+pub(crate) struct Outage {
+    down: AtomicBool,
+}
+
+impl Outage {
+    /// Records a failure; true for the first one since the store last answered.
+    #[cfg_attr(not(any(feature = "tokio", feature = "client")), allow(dead_code))]
+    pub(crate) fn failed(&self) -> bool {
+        !self.down.swap(true, Ordering::AcqRel)
+    }
+
+    /// Records an answer; true for the first one after a failure.
+    #[cfg_attr(not(any(feature = "tokio", feature = "client")), allow(dead_code))]
+    pub(crate) fn answered(&self) -> bool {
+        // Read first: while all is well, nothing is written.
+        self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -135,6 +157,17 @@ impl<V> BoundedMap<V> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn an_outage_is_reported_once() {
+        let outage = Outage::default();
+        assert!(!outage.answered());
+        assert!(outage.failed());
+        assert!(!outage.failed());
+        assert!(outage.answered());
+        assert!(!outage.answered());
+        assert!(outage.failed(), "a new outage");
+    }
 
     #[test]
     fn stays_within_capacity_and_expires() {

@@ -52,6 +52,8 @@ fn the_protocol_core_is_sans_io() {
             "crate::deadline",
             "crate::replay",
             "crate::body",
+            "crate::redis",
+            "redis::",
             "ResponseBody",
             "WechatLayer",
         ],
@@ -63,7 +65,12 @@ fn the_protocol_core_is_sans_io() {
 fn retry_options_do_not_import_the_middleware() {
     let found = violations(
         "retry",
-        &["crate::middleware", "WechatLayer::", "crate::client"],
+        &[
+            "crate::middleware",
+            "WechatLayer::",
+            "crate::client",
+            "crate::redis",
+        ],
     );
     assert!(found.is_empty(), "{found:#?}");
 }
@@ -80,6 +87,25 @@ fn the_client_does_not_import_the_layer() {
             "crate::replay",
             "WechatLayer",
             "crate::endpoint",
+            "crate::redis",
+        ],
+    );
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+/// The Redis stores implement the store traits and nothing more: no layer, no protocol.
+#[test]
+fn the_redis_stores_import_only_the_store_traits() {
+    let found = violations(
+        "redis",
+        &[
+            "crate::middleware",
+            "WechatLayer",
+            "crate::endpoint",
+            "crate::deadline",
+            "crate::retry",
+            "crate::codec",
+            "crate::crypto",
         ],
     );
     assert!(found.is_empty(), "{found:#?}");

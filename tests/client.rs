@@ -1001,3 +1001,135 @@ async fn a_lock_held_past_its_lease_does_not_block_forever() {
     client.send_text("OPENID", "again").await.unwrap();
     assert_eq!(mock.count(TOKEN), 1);
 }
+
+/// A memory store that fails every call while `broken` is set (Redis down, say).
+#[derive(Debug, Default)]
+struct FlakyStore {
+    inner: MemoryTokenStore,
+    broken: AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            Err(StoreError::new("the store is down"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl TokenStore for FlakyStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<AccessToken>, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.get(key),
+            Err(e) => Box::pin(async { Err(e) }),
+        }
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        token: AccessToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.set(key, token),
+            Err(e) => Box::pin(async { Err(e) }),
+        }
+    }
+    fn invalidate<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.invalidate(key, value),
+            Err(e) => Box::pin(async { Err(e) }),
+        }
+    }
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.try_lock(key, owner, lease),
+            Err(e) => Box::pin(async { Err(e) }),
+        }
+    }
+    fn unlock<'a>(&'a self, key: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.unlock(key, owner),
+            Err(e) => Box::pin(async { Err(e) }),
+        }
+    }
+}
+
+fn flaky_client(mock: &Mock, store: &Arc<FlakyStore>) -> Client {
+    Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .token_store(store.clone())
+        .build()
+        .unwrap()
+}
+
+/// With the store down from the start, the client fetches a token itself, once for all its
+/// concurrent callers, and keeps it. (It used to fail every call with `Error::Store`, dropping
+/// the token it had fetched when the store refused to keep it.)
+#[tokio::test]
+async fn a_failing_store_falls_back_to_one_fetch_in_the_process() {
+    let mock = Mock::start(standard).await;
+    let store = Arc::new(FlakyStore::default());
+    store.broken.store(true, Ordering::SeqCst);
+    let client = flaky_client(&mock, &store);
+    let sends = (0..50).map(|i| {
+        let client = client.clone();
+        tokio::spawn(async move { client.send_text("OPENID", &format!("m{i}")).await })
+    });
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+    client.send_text("OPENID", "later").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 1);
+    assert!(mock.requests(SEND).iter().all(|r| r.token() == "TOKEN-1"));
+    // A rejected token is dropped here too, and fetched again once.
+    let rejected = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ if r.token() == "TOKEN-1" => err(40001),
+        _ => ok(),
+    })
+    .await;
+    let client = flaky_client(&rejected, &store);
+    client.send_text("OPENID", "one").await.unwrap();
+    client.send_text("OPENID", "two").await.unwrap();
+    assert_eq!(rejected.count(TOKEN), 2);
+    assert_eq!(rejected.requests(SEND).last().unwrap().token(), "TOKEN-2");
+}
+
+/// A store that goes down after the token was fetched: the process's copy is used, no fetch;
+/// when it answers again, it is the store's token that counts.
+#[tokio::test]
+async fn a_store_going_down_keeps_the_token_in_use() {
+    let mock = Mock::start(standard).await;
+    let store = Arc::new(FlakyStore::default());
+    let client = flaky_client(&mock, &store);
+    client.send_text("OPENID", "before").await.unwrap();
+    store.broken.store(true, Ordering::SeqCst);
+    client.send_text("OPENID", "during").await.unwrap();
+    assert_eq!(mock.count(TOKEN), 1);
+    store.broken.store(false, Ordering::SeqCst);
+    // Another instance replaced the token meanwhile: the store's wins.
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    store
+        .inner
+        .set(
+            "wechat:access_token:wxAPPID:stable_token",
+            AccessToken::new("SHARED", far),
+        )
+        .await
+        .unwrap();
+    client.send_text("OPENID", "after").await.unwrap();
+    assert_eq!(mock.requests(SEND).last().unwrap().token(), "SHARED");
+    assert_eq!(mock.count(TOKEN), 1);
+}

@@ -625,18 +625,20 @@ async fn a_reply_the_store_failed_to_record_frees_the_push() {
             .dedupe_with(DedupeLayer::new(store.clone()).lease(Duration::from_secs(60)))
             .layer(counting(calls.clone()));
         let push = || case.plain_push("xml");
+        // The store failed, or hangs: the reply goes out all the same, at once (it is
+        // recorded off the answer's path).
         let first =
             tokio::time::timeout(Duration::from_millis(300), svc.clone().oneshot(push())).await;
-        match mode {
-            // The store failed: the reply still goes out.
-            1 => assert_eq!(first.unwrap().unwrap().status(), StatusCode::OK),
-            // The store hung: the delivery is dropped mid-await.
-            _ => assert!(first.is_err(), "complete never answers"),
-        }
+        assert_eq!(
+            first.unwrap().unwrap().status(),
+            StatusCode::OK,
+            "mode {mode}"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        // The claim was released: the retry is handled at once, not after the 60 s lease.
+        // The claim was released (at once after a failure, after 3 s of a hung store): the
+        // retry is handled, not kept waiting for the 60 s lease.
         store.complete_mode.store(0, Ordering::SeqCst);
-        let retry = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(push()))
+        let retry = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(push()))
             .await
             .expect("the retry does not wait for the lease")
             .unwrap();

@@ -1,7 +1,9 @@
 //! [`ClientBuilder`]: a client's settings, checked when it is built.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use crate::store::Outage;
 use std::time::Duration;
 
 use super::client::Inner;
@@ -139,6 +141,8 @@ impl ClientBuilder {
                 lock_key,
                 owner: wire::random_hex(16),
                 flight: flight::Flight::new(self.backoff),
+                local: Mutex::new(None),
+                outage: Outage::default(),
             }),
             transport,
         })

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::poll_fn;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tower::Service;
 
 use crate::body::Body;
-use crate::store::BoxError;
+use crate::store::{BoxError, Outage};
 
 use super::message::{SendBody, TypingBody};
 use super::wire::{
@@ -47,6 +47,17 @@ pub(super) struct Inner {
     pub(super) lock_key: String,
     pub(super) owner: String,
     pub(super) flight: flight::Flight,
+    /// The last token this process read from the store or fetched: used while the store fails.
+    pub(super) local: Mutex<Option<AccessToken>>,
+    /// Whether the store is failing (one warning per outage).
+    pub(super) outage: Outage,
+}
+
+impl Inner {
+    pub(super) fn local_token(&self) -> MutexGuard<'_, Option<AccessToken>> {
+        // Every update is a single assignment: a panic elsewhere cannot leave it half-done.
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<S: Clone> Clone for Client<S> {

@@ -26,7 +26,9 @@ pub enum Error {
         /// What was wrong with it.
         kind: BadResponseKind,
     },
-    /// The [`TokenStore`](super::TokenStore) failed.
+    /// The [`TokenStore`](super::TokenStore) failed. The client's own calls do not return
+    /// it: when the store fails they carry on with a token kept in the process (see
+    /// [`Client::access_token`](super::Client::access_token)).
     Store(StoreError),
     /// The request could not be built from the given input (for example a media content
     /// type with control characters). Nothing was sent.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tower::Service;
 
 use crate::body::Body;
-use crate::store::BoxError;
+use crate::store::{BoxError, StoreError};
 
 use super::wire::{as_i64, build_request, json_bytes, percent_encode};
 use super::{AccessToken, BadResponseKind, Client, Error, TokenEndpoint};
@@ -28,30 +28,81 @@ where
     /// Concurrent callers share one fetch. Useful for APIs this client does not wrap; if
     /// such a call answers 40001, 40014 or 42001, call [`invalidate_token`](Self::invalidate_token)
     /// with the token that failed.
+    ///
+    /// If the [`TokenStore`](super::TokenStore) fails, the client carries on with the last
+    /// token this process read or fetched, and fetches one itself (one fetch for the whole
+    /// process) when it has none: a store outage is logged once, never returned.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
-        if let Some(token) = self.stored_token().await? {
+        if let Some(token) = self.stored_token().await {
             return Ok(token);
         }
         self.refresh().await
     }
 
     /// Drops the cached token if it is still `failed` (compare-then-invalidate); returns
-    /// whether it did. A newer token stored meanwhile is kept.
+    /// whether it did. A newer token stored meanwhile is kept. If the store fails, only this
+    /// process's copy is dropped.
     pub async fn invalidate_token(&self, failed: &AccessToken) -> Result<bool, Error> {
         let inner = &*self.inner;
-        let dropped = inner
+        let dropped_here = {
+            let mut local = inner.local_token();
+            let same = local.as_ref().is_some_and(|t| t.value() == failed.value());
+            if same {
+                *local = None;
+            }
+            same
+        };
+        let dropped = match inner
             .store
             .invalidate(&inner.token_key, failed.value())
-            .await?;
+            .await
+        {
+            Ok(dropped) => {
+                self.store_answered();
+                dropped
+            }
+            Err(e) => {
+                self.store_failed(&e);
+                dropped_here
+            }
+        };
         debug!(appid = %inner.appid, dropped, "access token rejected by WeChat");
         Ok(dropped)
     }
 
-    async fn stored_token(&self) -> Result<Option<AccessToken>, Error> {
+    /// The store's valid token; this process's own copy if the store fails.
+    async fn stored_token(&self) -> Option<AccessToken> {
         let inner = &*self.inner;
-        let token = inner.store.get(&inner.token_key).await?;
+        let token = match inner.store.get(&inner.token_key).await {
+            Ok(token) => {
+                self.store_answered();
+                inner.local_token().clone_from(&token);
+                token
+            }
+            Err(e) => {
+                self.store_failed(&e);
+                inner.local_token().clone()
+            }
+        };
         let now = inner.clock.now();
-        Ok(token.filter(|t| t.is_valid_at(now)))
+        token.filter(|t| t.is_valid_at(now))
+    }
+
+    fn store_failed(&self, _error: &StoreError) {
+        let _first = self.inner.outage.failed();
+        #[cfg(feature = "tracing")]
+        if _first {
+            tracing::warn!(appid = %self.inner.appid, error = %_error, "token store failed; using this process's token and fetching it here (further failures logged at debug until the store answers again)");
+        } else {
+            debug!(appid = %self.inner.appid, error = %_error, "token store failed");
+        }
+    }
+
+    fn store_answered(&self) {
+        if self.inner.outage.answered() {
+            #[cfg(feature = "tracing")]
+            tracing::info!(appid = %self.inner.appid, "token store answering again");
+        }
     }
 
     /// A new token, fetched by one of the concurrent callers in this process; the others
@@ -62,7 +113,7 @@ where
 
     async fn refresh_shared(&self) -> Result<AccessToken, Error> {
         let inner = &*self.inner;
-        if let Some(token) = self.stored_token().await? {
+        if let Some(token) = self.stored_token().await {
             return Ok(token);
         }
         // One refresh at a time across instances sharing the store.
@@ -72,14 +123,21 @@ where
             .checked_add(inner.lease.saturating_add(Duration::from_secs(1)))
             .unwrap_or(start);
         let locked = loop {
-            if inner
+            match inner
                 .store
                 .try_lock(&inner.lock_key, &inner.owner, inner.lease)
-                .await?
+                .await
             {
-                break true;
+                Ok(true) => break true,
+                Ok(false) => {}
+                // No lock to be had: this process fetches on its own (still once for all
+                // its callers).
+                Err(e) => {
+                    self.store_failed(&e);
+                    break false;
+                }
             }
-            if let Some(token) = self.stored_token().await? {
+            if let Some(token) = self.stored_token().await {
                 return Ok(token);
             }
             if Instant::now() >= give_up {
@@ -100,11 +158,16 @@ where
 
     async fn refresh_locked(&self) -> Result<AccessToken, Error> {
         let inner = &*self.inner;
-        if let Some(token) = self.stored_token().await? {
+        if let Some(token) = self.stored_token().await {
             return Ok(token);
         }
         let token = self.fetch_token().await?;
-        inner.store.set(&inner.token_key, token.clone()).await?;
+        // Kept here whatever the store does: a token that could not be shared is still good.
+        *inner.local_token() = Some(token.clone());
+        match inner.store.set(&inner.token_key, token.clone()).await {
+            Ok(()) => self.store_answered(),
+            Err(e) => self.store_failed(&e),
+        }
         Ok(token)
     }
 

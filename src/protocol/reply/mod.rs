@@ -23,12 +23,14 @@ use bytes::Bytes;
 use crate::codec::Format;
 
 mod seal;
+mod stored;
 #[cfg(test)]
 mod tests;
 mod write;
 
 pub use seal::{envelope, seal};
 pub(crate) use seal::{seal_reply, seal_robot_reply, Sealer};
+pub use stored::ReplyDecodeError;
 
 /// What the handler answers to a push.
 ///

@@ -15,6 +15,10 @@
 //!   counts as answered `success`, as at the deadline: the handler runs once. If that handler
 //!   is cancelled (the runtime shuts down), the record is withdrawn and the retry handled.
 //!
+//! The reply is recorded off the answer's path: at once with [`MemoryDedupeStore`], in a task
+//! of its own with a remote store (so a first delivery costs one round trip to it, the claim);
+//! a recording that has not landed after 3 s is given up and the claim released.
+//!
 //! Pushes are keyed by their `MsgId`, or by a digest of their decrypted document when they
 //! have none ([`dedupe_key`]).
 //!

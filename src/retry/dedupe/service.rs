@@ -14,6 +14,7 @@ use http::Request;
 use tower::Service;
 
 use crate::retry::{Outcome, Wrap};
+use crate::store::Outage;
 
 use crate::message::Message;
 use crate::reply::Reply;
@@ -25,12 +26,18 @@ use super::{DEFAULT_CLAIM_LEASE, DEFAULT_DEDUPE_TTL};
 /// How often a duplicate waiting on an in-flight push checks the store again, at most.
 const RECHECK: Duration = Duration::from_millis(250);
 
+/// How long the recording of a reply may take before the claim is released instead: under
+/// WeChat's 5 s between deliveries, so that its retry finds the push free.
+const RECORD_LIMIT: Duration = Duration::from_secs(3);
+
 /// The layer [`WechatLayer::dedupe`](crate::WechatLayer::dedupe) puts around the handler.
 #[derive(Clone)]
 pub struct DedupeLayer {
     store: Arc<dyn DedupeStore>,
     ttl: Duration,
     lease: Duration,
+    /// Shared by every clone: one warning per outage of the store, not one per push.
+    outage: Arc<Outage>,
 }
 
 impl DedupeLayer {
@@ -45,6 +52,7 @@ impl DedupeLayer {
             store,
             ttl: DEFAULT_DEDUPE_TTL,
             lease: DEFAULT_CLAIM_LEASE,
+            outage: Arc::default(),
         }
     }
 
@@ -124,7 +132,12 @@ where
     fn call(&mut self, mut req: Request<Message>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let DedupeLayer { store, ttl, lease } = self.layer.clone();
+        let DedupeLayer {
+            store,
+            ttl,
+            lease,
+            outage,
+        } = self.layer.clone();
         // The layer keys the push by its document; outside it, only a `MsgId` is a safe key.
         let key = match req.extensions_mut().remove::<DedupeKey>() {
             Some(DedupeKey(key)) => Some(key),
@@ -135,15 +148,19 @@ where
                 return inner.call(req).await.map(Into::into);
             };
             let owner = loop {
-                match store.claim(&key, lease).await {
+                let claim = store.claim(&key, lease).await;
+                if claim.is_ok() && outage.answered() {
+                    #[cfg(feature = "tracing")]
+                    tracing::info!("dedupe store answering again");
+                }
+                match claim {
                     Ok(Claim::Acquired(owner)) => break Some(owner),
                     Ok(Claim::Done(reply)) => return Ok(A::recorded(reply)),
                     Ok(Claim::InFlight) => {
                         let _ = tokio::time::timeout(RECHECK, store.wait(&key)).await;
                     }
-                    Err(_e) => {
-                        #[cfg(feature = "tracing")]
-                        tracing::warn!(%key, error = %_e, "dedupe store failed; handling the push anyway");
+                    Err(e) => {
+                        store_failed(&outage, &key, &e, "handling the push anyway");
                         break None;
                     }
                 }
@@ -159,6 +176,7 @@ where
                 key,
                 owner,
                 ttl,
+                outage,
                 state: AtomicU8::new(OPEN),
             }));
             req.extensions_mut().insert(claim.clone());
@@ -170,13 +188,27 @@ where
                 }
             };
             match answer.record() {
-                Some(reply) => claim.complete(&reply).await,
+                Some(reply) => claim.record(reply.into_owned()),
                 // Answered, but not as a handled push (a pass-through error status, say).
                 None => claim.release(),
             }
             Ok(answer)
         })
     }
+}
+
+/// Logs a store failure: a warning for the first of an outage, then at debug until the store
+/// answers again.
+fn store_failed(outage: &Outage, key: &str, error: &crate::store::StoreError, what: &str) {
+    let first = outage.failed();
+    #[cfg(feature = "tracing")]
+    if first {
+        tracing::warn!(%key, %error, "dedupe store failed; {what} (further failures logged at debug until it answers again)");
+    } else {
+        tracing::debug!(%key, %error, "dedupe store failed; {what}");
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (first, key, error, what);
 }
 
 /// The claim of the delivery being handled.
@@ -194,6 +226,7 @@ struct ClaimInner {
     key: String,
     owner: u64,
     ttl: Duration,
+    outage: Arc<Outage>,
     /// [`OPEN`], [`COMPLETING`] or [`SETTLED`].
     state: AtomicU8,
 }
@@ -226,12 +259,36 @@ impl HeldClaim {
             .await
         {
             Ok(()) => claim.state.store(SETTLED, Ordering::Release),
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(key = %claim.key, error = %_e, "dedupe store failed to record a reply; released the push for its retry");
-            }
+            Err(e) => store_failed(
+                &claim.outage,
+                &claim.key,
+                &e,
+                "its reply is not recorded; released the push for its retry",
+            ),
         }
         drop(unless_recorded);
+    }
+
+    /// Records `reply` without holding up the answer: at once when the store answers at once
+    /// (the in-memory store), otherwise in a task of its own, so that a remote store costs the
+    /// answer one round trip (the claim), not two.
+    ///
+    /// The answer does not depend on the recording: if it fails, the claim is released as
+    /// with [`complete`](Self::complete). A duplicate arriving before the record lands finds the
+    /// push in flight and waits for it.
+    ///
+    /// A store that has not recorded the reply within [`RECORD_LIMIT`] is given up on (the
+    /// claim released), so that a hung store cannot keep the push in flight until its lease
+    /// runs out.
+    pub(crate) fn record(self, reply: Reply) {
+        let mut recording = Box::pin(async move {
+            let _ = tokio::time::timeout(RECORD_LIMIT, self.complete(&reply)).await;
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if recording.as_mut().poll(&mut cx).is_pending() {
+            // Polled again, with a real waker, by the task (it registers that one).
+            tokio::spawn(recording);
+        }
     }
 
     /// Frees the push for the next delivery, unless already settled.

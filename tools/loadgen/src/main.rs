@@ -30,6 +30,11 @@
 //! | `--plain-only` | | no encrypted requests (for a server without `WECHAT_ENCODING_AES_KEY`) |
 //! | `--no-check` | | count answers by status without checking them: for measuring, with the same client, a server that checks nothing (such as `shared/bench/floor`, which answers `success` to everything) |
 //! | `--path P` | `/wechat` | the callback path |
+//! | `--ack` | | valid text pushes are answered `success` (a server acknowledging and answering through the customer-service API, such as `examples/customer_service`) |
+//! | `--mock-api` | | with `--spawn`: serve a loopback WeChat API (`stable_token` answers a token, everything else `errcode` 0) and point the server at it (`WECHAT_API_BASE`, `WECHAT_APP_SECRET`); the summary counts its requests |
+//!
+//! The spawned server inherits the environment otherwise (`REDIS_URL`, say). With `--pool` at
+//! least `--requests`, every push is delivered once: each one is a first delivery for dedupe.
 //!
 //! # The mix, and what is checked
 //!
@@ -94,12 +99,15 @@ struct Options {
     plain_only: bool,
     no_check: bool,
     path: String,
+    ack: bool,
+    mock_api: bool,
 }
 
 fn usage() -> &'static str {
     "usage: loadgen [--addr HOST:PORT | --spawn PATH [--server-cpus LIST]] [--requests N | --duration SECS]\n\
      \x20              [--connections C] [--threads T] [--pool N] [--refresh SECS] [--sample SECS]\n\
      \x20              [--token T] [--appid A] [--aes-key K] [--plain-only] [--no-check] [--path P]\n\
+     \x20              [--ack] [--mock-api]\n\
      (see the top of examples/loadgen.rs)"
 }
 
@@ -127,12 +135,16 @@ fn parse_options() -> Result<Options, String> {
         plain_only: false,
         no_check: false,
         path: "/wechat".to_owned(),
+        ack: false,
+        mock_api: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        if flag == "--plain-only" || flag == "--no-check" {
+        if ["--plain-only", "--no-check", "--ack", "--mock-api"].contains(&flag.as_str()) {
             o.plain_only |= flag == "--plain-only";
             o.no_check |= flag == "--no-check";
+            o.ack |= flag == "--ack";
+            o.mock_api |= flag == "--mock-api";
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -381,11 +393,17 @@ impl Maker<'_> {
             Fmt::Xml => "text/xml",
             Fmt::Json => "application/json",
         };
-        let text = |fmt, sealed| Expect::Text {
-            fmt,
-            sealed,
-            to_user: from.clone(),
-            content: content.clone(),
+        let text = |fmt, sealed| {
+            if self.o.ack {
+                Expect::Success
+            } else {
+                Expect::Text {
+                    fmt,
+                    sealed,
+                    to_user: from.clone(),
+                    content: content.clone(),
+                }
+            }
         };
         let (bytes, expect) = match kind {
             Kind::PlainXml | Kind::PlainJson => {
@@ -911,7 +929,79 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(o: &Options, path: &str) -> Result<Server, String> {
+/// A loopback WeChat API for `--mock-api`: `stable_token` answers a token, every other path
+/// `errcode` 0. Counts token fetches and other calls.
+#[derive(Default)]
+struct MockApi {
+    tokens: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl MockApi {
+    fn start() -> Result<(SocketAddr, Arc<MockApi>), String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let api = Arc::new(MockApi::default());
+        let counts = api.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counts = counts.clone();
+                std::thread::spawn(move || counts.serve(stream));
+            }
+        });
+        Ok((addr, api))
+    }
+
+    /// Answers the requests of one keep-alive connection.
+    fn serve(&self, stream: std::net::TcpStream) {
+        use std::io::{Read, Write};
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let answer = if request_line.contains("/cgi-bin/stable_token") {
+                self.tokens.fetch_add(1, Ordering::Relaxed);
+                r#"{"access_token":"LOADGEN-TOKEN","expires_in":7200}"#
+            } else {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                r#"{"errcode":0,"errmsg":"ok"}"#
+            };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn spawn_server(o: &Options, path: &str, api: Option<SocketAddr>) -> Result<Server, String> {
     let mut cmd = match &o.server_cpus {
         Some(cpus) => {
             let mut c = Command::new("taskset");
@@ -926,6 +1016,10 @@ fn spawn_server(o: &Options, path: &str) -> Result<Server, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if let Some(api) = api {
+        cmd.env("WECHAT_API_BASE", format!("http://{api}"))
+            .env("WECHAT_APP_SECRET", "loadgen");
+    }
     if o.plain_only {
         cmd.env_remove("WECHAT_ENCODING_AES_KEY");
     } else {
@@ -1039,9 +1133,14 @@ fn main() -> ExitCode {
 }
 
 fn run(mut o: Options) -> Result<bool, String> {
+    let api = match (o.mock_api, o.spawn.is_some()) {
+        (false, _) => None,
+        (true, true) => Some(MockApi::start()?),
+        (true, false) => return Err("--mock-api needs --spawn".into()),
+    };
     let mut server = match o.spawn.clone() {
         Some(path) => {
-            let s = spawn_server(&o, &path)?;
+            let s = spawn_server(&o, &path, api.as_ref().map(|(addr, _)| *addr))?;
             o.addr = s.addr;
             Some(s)
         }
@@ -1189,6 +1288,13 @@ fn run(mut o: Options) -> Result<bool, String> {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     println!("  answers by status: {}", statuses.join(", "));
+    if let Some((addr, api)) = &api {
+        println!(
+            "  mock API at {addr}: {} token fetch(es), {} other call(s) (sends)",
+            api.tokens.load(Ordering::Relaxed),
+            api.calls.load(Ordering::Relaxed)
+        );
+    }
     let kinds: Vec<String> = stats
         .kinds
         .iter()

@@ -1,0 +1,185 @@
+//! [`RedisDedupeStore`]: dedupe's claims and replies in Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::connection::Connection;
+use crate::dedupe::{Claim, DedupeStore};
+use crate::reply::Reply;
+use crate::store::{BoxFuture, StoreError};
+
+/// How often a duplicate waiting on a push handled elsewhere looks at Redis again (one short
+/// script each time).
+const POLL: Duration = Duration::from_millis(20);
+
+/// Set-if-absent with the claim's lease; otherwise the current value.
+const CLAIM: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+/// Records the reply if the claim is still the owner's, or gone (expired meanwhile).
+const COMPLETE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Deletes the owner's claim, or the reply the owner recorded.
+const RELEASE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and (v == ARGV[1] or string.sub(v, 1, 9) == ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// A [`DedupeStore`] in Redis, shared by every instance on it: a push delivered to one
+/// instance and retried at another is handled once. Get one from
+/// [`RedisStores::dedupe_store`](super::RedisStores::dedupe_store).
+///
+/// Each key holds `C` + the owner (a random 64-bit token) while claimed, `D` + the owner +
+/// the encoded reply once handled. Claims expire after the lease, replies after the TTL.
+/// A waiting duplicate polls every 20 ms (Redis cannot wake it cheaply).
+#[derive(Clone)]
+pub struct RedisDedupeStore {
+    conn: Arc<Connection>,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    claim: Script,
+    complete: Script,
+    release: Script,
+}
+
+impl std::fmt::Debug for RedisDedupeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDedupeStore")
+            .field("prefix", &self.conn.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn marked(mark: u8, owner: u64) -> Vec<u8> {
+    let mut value = Vec::with_capacity(9);
+    value.push(mark);
+    value.extend_from_slice(&owner.to_be_bytes());
+    value
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisDedupeStore {
+    pub(super) fn new(conn: Arc<Connection>) -> Self {
+        RedisDedupeStore {
+            conn,
+            scripts: Arc::new(Scripts {
+                claim: Script::new(CLAIM),
+                complete: Script::new(COMPLETE),
+                release: Script::new(RELEASE),
+            }),
+        }
+    }
+}
+
+impl DedupeStore for RedisDedupeStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        Box::pin(async move {
+            // Unique across instances: random, not a counter.
+            let owner = getrandom::u64()
+                .map_err(|e| StoreError::new(format!("the OS random source failed: {e}")))?;
+            let key = self.conn.key("dedupe", key);
+            let found: Option<Vec<u8>> = self
+                .conn
+                .run(|mut c| async move {
+                    self.scripts
+                        .claim
+                        .key(key)
+                        .arg(marked(b'C', owner))
+                        .arg(millis(lease))
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            match found.as_deref() {
+                None => Ok(Claim::Acquired(owner)),
+                Some([b'C', ..]) => Ok(Claim::InFlight),
+                Some([b'D', rest @ ..]) if rest.len() >= 8 => Reply::from_bytes(&rest[8..])
+                    .map(Claim::Done)
+                    .map_err(StoreError::new),
+                Some(_) => Err(StoreError::new("redis: a dedupe key holds a foreign value")),
+            }
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        reply: &'a Reply,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = self.conn.key("dedupe", key);
+            let mut done = marked(b'D', owner);
+            done.extend_from_slice(&reply.to_bytes());
+            let _: i64 = self
+                .conn
+                .run(|mut c| async move {
+                    self.scripts
+                        .complete
+                        .key(key)
+                        .arg(marked(b'C', owner))
+                        .arg(done)
+                        .arg(millis(ttl))
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn release(&self, key: &str, owner: u64) {
+        // Called from `Drop`: sent in the background. Without a runtime, or if Redis fails,
+        // the claim's lease runs out instead.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = self.clone();
+        let key = self.conn.key("dedupe", key);
+        runtime.spawn(async move {
+            let _: Result<i64, _> = this
+                .conn
+                .run(|mut c| async move {
+                    this.scripts
+                        .release
+                        .key(key)
+                        .arg(marked(b'C', owner))
+                        .arg(marked(b'D', owner))
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await;
+        });
+    }
+
+    fn wait<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(tokio::time::sleep(POLL))
+    }
+}
