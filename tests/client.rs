@@ -1107,11 +1107,22 @@ async fn a_failing_store_falls_back_to_one_fetch_in_the_process() {
     assert_eq!(rejected.requests(SEND).last().unwrap().token(), "TOKEN-2");
 }
 
-/// A store that goes down after the token was fetched: the process's copy is used, no fetch;
-/// when it answers again, it is the store's token that counts.
+/// A store that goes down after the token was fetched: the process's copy is used, no fetch.
+/// When it answers again, the process keeps using its copy while that is valid (no store
+/// round trip per send); once WeChat rejects it (another instance replaced it meanwhile), the
+/// store's token is read and used, still without a fetch.
 #[tokio::test]
 async fn a_store_going_down_keeps_the_token_in_use() {
-    let mock = Mock::start(standard).await;
+    let replaced = Arc::new(AtomicBool::new(false));
+    let mock = Mock::start({
+        let replaced = replaced.clone();
+        move |r| match r.path.as_str() {
+            TOKEN => token_answer(r),
+            _ if r.token() == "TOKEN-1" && replaced.load(Ordering::SeqCst) => err(40001),
+            _ => ok(),
+        }
+    })
+    .await;
     let store = Arc::new(FlakyStore::default());
     let client = flaky_client(&mock, &store);
     client.send_text("OPENID", "before").await.unwrap();
@@ -1119,7 +1130,9 @@ async fn a_store_going_down_keeps_the_token_in_use() {
     client.send_text("OPENID", "during").await.unwrap();
     assert_eq!(mock.count(TOKEN), 1);
     store.broken.store(false, Ordering::SeqCst);
-    // Another instance replaced the token meanwhile: the store's wins.
+    client.send_text("OPENID", "back").await.unwrap();
+    assert_eq!(mock.requests(SEND).last().unwrap().token(), "TOKEN-1");
+    // Another instance replaced the token meanwhile, and WeChat no longer takes the old one.
     let far = SystemTime::now() + Duration::from_secs(3600);
     store
         .inner
@@ -1129,6 +1142,7 @@ async fn a_store_going_down_keeps_the_token_in_use() {
         )
         .await
         .unwrap();
+    replaced.store(true, Ordering::SeqCst);
     client.send_text("OPENID", "after").await.unwrap();
     assert_eq!(mock.requests(SEND).last().unwrap().token(), "SHARED");
     assert_eq!(mock.count(TOKEN), 1);
