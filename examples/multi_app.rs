@@ -1,12 +1,13 @@
 //! One server, several apps: mini programs and official accounts, each with its own Token,
-//! EncodingAESKey and AppID, and Open Platform authorisers (whose pushes use the component's
-//! keys), all on `/wechat/{app}`; an axum handler behind the WeChat layer in pass-through mode.
+//! EncodingAESKey and AppID, WeCom apps (企业微信 自建应用, sealed for their corp's CorpID), and
+//! Open Platform authorisers (whose pushes use the component's keys), all on `/wechat/{app}`;
+//! an axum handler behind the WeChat layer in pass-through mode.
 //!
 //! A text push is answered with a passive text reply `{app}: {content}` (sealed with that app's
-//! keys when the push was encrypted); anything else with `success`. A path naming no configured
-//! app is answered 404, a push signed for another app 401: the path only chooses the app, whose
-//! own signature is then checked. Served on `BIND` (default `127.0.0.1:3000`); SIGINT or SIGTERM
-//! stops it.
+//! keys when the push was encrypted, as every WeCom push is); anything else with `success`. A
+//! path naming no configured app is answered 404, a push signed for another app 401: the path
+//! only chooses the app, whose own signature is then checked. Served on `BIND` (default
+//! `127.0.0.1:3000`); SIGINT or SIGTERM stops it.
 //!
 //! The apps come from `WECHAT_APPS`, or from the file named by `WECHAT_APPS_FILE` (then SIGHUP
 //! reads the file again and adds, replaces and removes apps without a restart). Entries are
@@ -17,18 +18,24 @@
 //! | kind | fields | |
 //! | --- | --- | --- |
 //! | `mp` | `TOKEN[:AESKEY:APPID]` | a mini program or official account; with the key, safe and compatible mode too |
+//! | `wecom` | `TOKEN:AESKEY:CORPID[:AGENTID]` | a WeCom app: its callback's Token and key, its corp's CorpID (`ww…`); with AGENTID, a push for another agent of the corp (or for none) is refused (403), which matters when agents share a Token and key |
 //! | `component` | `TOKEN:AESKEY:COMPONENT_APPID:ORIGINAL_ID` | an Open Platform authoriser: NAME is its AppID (the `$APPID$` of the message URL, here `/wechat/$APPID$`), the keys are the component's, and pushes must be addressed to ORIGINAL_ID (`gh_…`) |
 //!
 //! ```sh
 //! WECHAT_APPS='shop=mp:ShopToken1:jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C:wx1111111111111111;
 //!              club=mp:ClubToken2;
+//!              hr=wecom:hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo:6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt:ww1436e0e65a779aee:1000002;
 //!              wxba5fad812f8e6fb9=component:AAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:wx134c8103faa5a59e:gh_97417a04a28d' \
 //!   cargo run --example multi_app
 //! ```
 //!
+//! Here two mini programs (`shop` sealed, `club` in plaintext), one WeCom app (`hr`, agent
+//! 1000002 of its corp) and one authoriser; the WeCom app's URL in the admin console is
+//! `https://HOST/wechat/hr`, and its GET verification is answered by the layer.
+//!
 //! Why a list in one variable rather than a TOML file: it needs no parser crate, fits a
 //! container's or a unit file's environment, and the `kind` tag leaves room for more kinds
-//! (WeCom apps, with a CorpID and an AgentID) without changing the entries already written.
+//! without changing the entries already written.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -39,7 +46,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use wechat_push::apps::{App, AppName, Apps, ChooseApp};
 use wechat_push::message::Kind;
-use wechat_push::{EncodingAesKey, Endpoint, Message, Reply, WechatLayer};
+use wechat_push::{EncodingAesKey, Endpoint, Message, ReceiveId, Reply, WechatLayer};
 
 /// The handler: `{app}: {content}` for text, `success` for anything else.
 async fn on_push(app: AppName, msg: Message) -> Reply {
@@ -59,11 +66,23 @@ fn parse_app(entry: &str) -> Result<App, String> {
     let key = |s: &str| EncodingAesKey::new(s).map_err(|e| format!("{name}: {e}"));
     let token = |s: &str| Endpoint::new(s).map_err(|e| format!("{name}: {e}"));
     let app = |endpoint: Endpoint| App::new(name, endpoint).map_err(|e| format!("{name}: {e}"));
+    let wecom = |t: &str, k: &str, corp: &str| {
+        // Every WeCom push is sealed (safe mode only), for the corp's CorpID.
+        Endpoint::wecom(t, key(k)?, ReceiveId::CorpId(corp.to_owned()))
+            .map_err(|e| format!("{name}: {e}"))
+    };
     match fields.as_slice() {
         ["mp", t] => app(token(t)?),
         ["mp", t, k, appid] => app(token(t)?
             .encryption(key(k)?, *appid)
             .map_err(|e| format!("{name}: {e}"))?),
+        ["wecom", t, k, corp] => app(wecom(t, k, corp)?),
+        ["wecom", t, k, corp, agent] => {
+            let agent: u64 = agent
+                .parse()
+                .map_err(|_| format!("{name}: AGENTID {agent:?} is not a number"))?;
+            Ok(app(wecom(t, k, corp)?)?.agent(agent))
+        }
         ["component", t, k, component, original_id] => Ok(app(token(t)?
             .encryption(key(k)?, *component)
             .map_err(|e| format!("{name}: {e}"))?
@@ -72,7 +91,7 @@ fn parse_app(entry: &str) -> Result<App, String> {
         .recipient(*original_id)),
         [kind, ..] => Err(format!(
             "{name}: unknown kind {kind:?} or wrong number of fields (mp:TOKEN[:AESKEY:APPID], \
-             component:TOKEN:AESKEY:COMPONENT_APPID:ORIGINAL_ID)"
+             wecom:TOKEN:AESKEY:CORPID[:AGENTID], component:TOKEN:AESKEY:COMPONENT_APPID:ORIGINAL_ID)"
         )),
         [] => Err(format!("{name}: no kind")),
     }

@@ -19,7 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::{plain_query, reference_encrypt, s, Case};
+use common::{
+    plain_query, reference_decrypt, reference_encrypt, reference_key, reference_sign, s, Case,
+};
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -1220,13 +1222,171 @@ async fn multi_app_serves_each_app_and_takes_a_new_one_on_sighup() {
     let _ = std::fs::remove_file(&file);
 }
 
+/// `multi_app` configured from `WECHAT_APPS` as issue 15 puts it: two mini programs and one
+/// WeCom app (PLATFORMS.md §5 V1's Token, key and CorpID, bound to agent 1000002). The WeCom
+/// GET verification (`msg_signature` over the encrypted `echostr`) is answered with the
+/// decrypted `echostr`; a WeCom text push is answered with a reply sealed for the CorpID,
+/// opened here with the tests' own AES code; a push for another agent of the corp is refused
+/// (403). Everything is sealed here too, with a fresh timestamp (the example runs on the real
+/// clock).
+#[tokio::test]
+async fn multi_app_serves_two_mini_programs_and_a_wecom_app_from_the_environment() {
+    const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+    let platforms: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/platforms.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let v1 = &platforms["v1"];
+    let (token, aes_key, corp) = (
+        s(v1, "token"),
+        s(v1, "encoding_aes_key"),
+        s(v1, "receive_id"),
+    );
+    let server = Server::spawn(
+        "multi_app",
+        &[
+            ("BIND", "127.0.0.1:0".to_owned()),
+            (
+                "WECHAT_APPS",
+                format!(
+                    "shop=mp:ShopToken1:{KEY}:wx1111111111111111; club=mp:ClubToken2;\n\
+                     hr=wecom:{token}:{aes_key}:{corp}:1000002"
+                ),
+            ),
+        ],
+    );
+    let client = client();
+    let send = |method: Method, path_and_query: String, body: String| {
+        let client = client.clone();
+        let addr = server.addr;
+        async move {
+            let req = Request::builder()
+                .method(method)
+                .uri(format!("http://{addr}{path_and_query}"))
+                .header(header::CONTENT_TYPE, "text/xml")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let res = tokio::time::timeout(WAIT, client.request(req))
+                .await
+                .expect("an answer in time")
+                .expect("an answer");
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    // Sealed for the corp with the tests' own AES code, signed over a fresh timestamp.
+    let seal = |msg: &str, nonce: &str| {
+        let encrypt = reference_encrypt(
+            &reference_key(aes_key),
+            *b"0123456789abcdef",
+            msg.as_bytes(),
+            corp,
+        );
+        let ts = now().to_string();
+        let sig = reference_sign(&[token, &ts, nonce, &encrypt]);
+        (
+            format!("msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
+            encrypt,
+        )
+    };
+
+    // The GET verification: the encrypted echostr (percent-encoded), answered decrypted.
+    let (query, echostr) = seal("5927638429016357392", "11");
+    let echostr = echostr
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let (status, body) = send(
+        Method::GET,
+        format!("/wechat/hr?{query}&echostr={echostr}"),
+        String::new(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "5927638429016357392"));
+
+    // A text push for agent 1000002: the reply `hr: 你好`, sealed for the corp.
+    let push = |agent: u32, nonce: &str| {
+        let doc = format!(
+            "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[ChenJiaShun]]></FromUserName>\
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content>\
+             <MsgId>1456453720</MsgId><AgentID>{agent}</AgentID></xml>",
+            now()
+        );
+        let (query, encrypt) = seal(&doc, nonce);
+        let envelope = format!(
+            "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>\
+             <AgentID><![CDATA[{agent}]]></AgentID></xml>"
+        );
+        (format!("/wechat/hr?{query}"), envelope)
+    };
+    let (target, envelope) = push(1000002, "12");
+    let (status, body) = send(Method::POST, target, envelope).await;
+    assert_eq!(status, 200, "{body}");
+    let sealed = common::sealed_envelope("xml", &body).unwrap();
+    assert!(
+        now().abs_diff(sealed.timestamp.parse().unwrap()) <= 60,
+        "{body}"
+    );
+    assert_eq!(
+        sealed.msg_signature,
+        reference_sign(&[token, &sealed.timestamp, &sealed.nonce, &sealed.encrypt]),
+        "{body}"
+    );
+    let reply = reference_decrypt(aes_key, &sealed.encrypt, corp).unwrap();
+    assert_eq!(
+        common::xml_field(&reply, "Content"),
+        Some("hr: 你好"),
+        "{reply}"
+    );
+    assert_eq!(common::xml_field(&reply, "ToUserName"), Some("ChenJiaShun"));
+    assert_eq!(common::xml_field(&reply, "FromUserName"), Some(corp));
+
+    // The same corp's keys, another agent: refused, whatever the envelope says.
+    let (target, envelope) = push(1000003, "13");
+    let (status, body) = send(Method::POST, target, envelope).await;
+    assert_eq!(status, 403, "{body}");
+    // The same WeCom push at a mini program's path: not signed with its Token.
+    let (target, envelope) = push(1000002, "14");
+    let (status, _) = send(Method::POST, target.replace("/hr?", "/club?"), envelope).await;
+    assert_eq!(status, 401);
+    // The mini programs are served beside it.
+    let (status, body) = send(
+        Method::POST,
+        format!("/wechat/club?{}", plain_signed("ClubToken2", now(), "15")),
+        format!(
+            "<xml><ToUserName><![CDATA[gh_club]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName>\
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content>\
+             <MsgId>2</MsgId></xml>",
+            now()
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<![CDATA[club: hi]]>"), "{body}");
+
+    server.terminate();
+    let (status, stderr) = server.exit();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("serving club, hr, shop"), "{stderr}");
+}
+
 /// A bad `WECHAT_APPS` entry (or none at all) stops `multi_app` before it binds, with one line
 /// naming the variable and the entry.
 #[test]
 fn multi_app_refuses_a_bad_app_list() {
     for (list, says) in [
         ("shop=mp:ab", "shop"),
-        ("shop=wecom:Token123", "unknown kind"),
+        ("shop=robot:Token123", "unknown kind"),
+        ("shop=wecom:Token123", "wecom:TOKEN:AESKEY:CORPID[:AGENTID]"),
+        (
+            "hr=wecom:Token123:jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C:ww1436e0e65a779aee:x",
+            "AGENTID",
+        ),
         ("shop mp:Token123", "NAME=KIND:FIELDS"),
         ("sh/op=mp:Token123", "sh/op"),
         ("shop=mp:Token123:tooshort:wx1", "shop"),

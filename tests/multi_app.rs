@@ -1,6 +1,7 @@
 //! Several apps behind one layer (issue 15): the app chosen per request by its path, checked
 //! with its own keys; the Open Platform authoriser check; typed and pass-through modes; apps
-//! added and replaced while a real server serves; dedupe and the replay guard across apps.
+//! added and replaced while a real server serves; dedupe and the replay guard across apps; the
+//! WeCom agent check.
 
 mod common;
 
@@ -17,7 +18,8 @@ use tower::{service_fn, ServiceExt};
 use wechat_push::apps::{App, AppName, Apps, ChooseApp};
 use wechat_push::replay::MemoryReplayStore;
 use wechat_push::{
-    crypto, signature, EncodingAesKey, Endpoint, Message, PushInfo, Rejection, Reply, WechatLayer,
+    crypto, signature, EncodingAesKey, Endpoint, Message, PushInfo, ReceiveId, Rejection, Reply,
+    WechatLayer,
 };
 
 const NOW: u64 = 1714036504;
@@ -529,6 +531,94 @@ fn the_sans_io_core_checks_the_recipient_too() {
     // The component's keys open it at the other path too: only the recipient check refuses.
     assert!(other.endpoint().open(q.clone(), body).is_ok());
     assert_eq!(other.open(q, body).unwrap_err(), Rejection::WrongRecipient);
+}
+
+/// PLATFORMS.md §5 V1 (Tencent's WeCom sample, a push for agent 1000002), copied into
+/// `tests/data`.
+fn wecom_v1() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/platforms.json");
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    all["v1"].clone()
+}
+
+/// Agent `agent_id` of V1's corp, with V1's Token and key (shared by every agent here), the
+/// clock at V1's push.
+fn wecom_agent(name: &str, agent_id: u64) -> App {
+    let v = wecom_v1();
+    let now: u64 = v["post"]["timestamp"].as_str().unwrap().parse().unwrap();
+    let endpoint = Endpoint::wecom(
+        v["token"].as_str().unwrap(),
+        EncodingAesKey::new(v["encoding_aes_key"].as_str().unwrap()).unwrap(),
+        ReceiveId::CorpId(v["receive_id"].as_str().unwrap().to_owned()),
+    )
+    .unwrap()
+    .clock(move || now);
+    App::new(name, endpoint).unwrap().agent(agent_id)
+}
+
+/// V1's push (for agent 1000002), to `path`.
+fn wecom_v1_push(path: &str) -> Request<Full<Bytes>> {
+    let post = &wecom_v1()["post"];
+    let field = |name: &str| post[name].as_str().unwrap();
+    Request::post(format!(
+        "{path}?msg_signature={}&timestamp={}&nonce={}",
+        field("msg_signature"),
+        field("timestamp"),
+        field("nonce")
+    ))
+    .body(Full::new(Bytes::from(field("body").to_owned())))
+    .unwrap()
+}
+
+/// Two agents of one corp with the same Token and key: a push for agent 1000002 verifies and
+/// decrypts at agent 1000003's path too, and only the decrypted `AgentID` tells them apart.
+#[tokio::test]
+async fn a_wecom_push_for_one_agent_is_refused_at_another_agent_s_path() {
+    let registry: Apps = [wecom_agent("it", 1000002), wecom_agent("hr", 1000003)]
+        .into_iter()
+        .collect();
+    let refusing = WechatLayer::apps(registry.clone(), ChooseApp::last_segment())
+        .layer(service_fn(must_not_be_called));
+    let response = refusing.oneshot(wecom_v1_push("/wechat/hr")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.extensions().get::<Rejection>(),
+        Some(&Rejection::WrongAgent)
+    );
+    assert_eq!(
+        body_string(response.into_body()).await,
+        "push not for the WeCom agent of the app this URL names"
+    );
+
+    // The keys alone would have let it through: only the agent check refuses it.
+    let hr = registry.get("hr").unwrap();
+    let uri: http::Uri = wecom_v1_push("/wechat/hr").uri().clone();
+    let wechat_push::Verified::Push(query) =
+        hr.endpoint().check(&Method::POST, uri.query()).unwrap()
+    else {
+        panic!("a POST")
+    };
+    let body = wecom_v1()["post"]["body"].as_str().unwrap().to_owned();
+    let opened = hr.endpoint().open(query, body.as_bytes()).unwrap();
+    assert_eq!(opened.message().agent_id(), Some(1000002));
+
+    // At its own agent's path it is served.
+    type Seen = Arc<Mutex<Vec<(AppName, Option<u64>)>>>;
+    let seen: Seen = Arc::default();
+    let serving = WechatLayer::apps(registry, ChooseApp::last_segment()).layer(service_fn({
+        let seen = seen.clone();
+        move |req: Request<Message>| {
+            let app = req.extensions().get::<AppName>().cloned().unwrap();
+            seen.lock().unwrap().push((app, req.body().agent_id()));
+            async { Ok::<_, Infallible>(Reply::Success) }
+        }
+    }));
+    let response = serving.oneshot(wecom_v1_push("/wechat/it")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(AppName::new("it").unwrap(), Some(1000002))]
+    );
 }
 
 /// An app replaced or removed while one of its pushes is with the handler: that push finishes

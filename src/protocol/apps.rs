@@ -2,7 +2,8 @@
 //! [`ChooseApp`] (how a request names its app), sans-IO.
 //!
 //! Each [`App`] is a name and an [`Endpoint`] of its own (its Token, its keys, its AppID), plus,
-//! for an Open Platform authoriser, the account its pushes must be addressed to. A request
+//! for an Open Platform authoriser, the account its pushes must be addressed to, and for a
+//! WeCom app, the agent its pushes must be for. A request
 //! names its app by something unauthenticated, a path segment for instance; that is safe only
 //! because the request is then verified with *that* app's Token and keys, never another's:
 //! an attacker can steer a request to any configured app, never past its signature. A name
@@ -136,7 +137,8 @@ impl fmt::Display for AppName {
 }
 
 /// One app: its name and its [`Endpoint`] (Token, keys, AppID), and, for an Open Platform
-/// authoriser, the account its pushes must be addressed to.
+/// authoriser, the account its pushes must be addressed to ([`recipient`](Self::recipient)),
+/// for a WeCom app, the agent they must be for ([`agent`](Self::agent)).
 ///
 /// `Debug` redacts the Token and the keys (it shows the endpoint's own `Debug`).
 #[derive(Clone, Debug)]
@@ -144,6 +146,7 @@ pub struct App {
     name: AppName,
     endpoint: Endpoint,
     recipient: Option<Box<str>>,
+    agent: Option<u64>,
 }
 
 impl App {
@@ -153,6 +156,7 @@ impl App {
             name: AppName::new(name)?,
             endpoint,
             recipient: None,
+            agent: None,
         })
     }
 
@@ -172,6 +176,35 @@ impl App {
         self
     }
 
+    /// Refuses a push whose (decrypted) `AgentID` is not `agent_id`, or that carries none
+    /// ([`Rejection::WrongAgent`], 403).
+    ///
+    /// For WeCom apps (企业微信 自建应用) of one corp: their pushes are all sealed for the
+    /// corp's CorpID and addressed (`ToUserName`) to it, so when two agents' callbacks share a
+    /// Token and key (the admin may give them the same), a push for agent 1000002 verifies and
+    /// decrypts just as well at agent 1000003's path. Only the decrypted `AgentID`
+    /// ([`Message::agent_id`]) says which agent it is for; the envelope's `AgentID` is not
+    /// signed and never read. A push without one (a corp-level event on an agent's URL) is
+    /// refused too: it cannot be shown to be this agent's.
+    ///
+    /// ```
+    /// use wechat_push::apps::App;
+    /// use wechat_push::{EncodingAesKey, Endpoint, ReceiveId};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = EncodingAesKey::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")?;
+    /// let corp = ReceiveId::CorpId("ww1436e0e65a779aee".into());
+    /// let hr = App::new("hr", Endpoint::wecom("CorpToken1", key, corp)?)?.agent(1000002);
+    /// assert_eq!(hr.expected_agent(), Some(1000002));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn agent(mut self, agent_id: u64) -> Self {
+        self.agent = Some(agent_id);
+        self
+    }
+
     /// The app's name.
     pub fn name(&self) -> &AppName {
         &self.name
@@ -187,7 +220,13 @@ impl App {
         self.recipient.as_deref()
     }
 
-    /// [`Endpoint::open`], then the [`recipient`](Self::recipient) check.
+    /// The WeCom agent the app's pushes must be for, when set.
+    pub fn expected_agent(&self) -> Option<u64> {
+        self.agent
+    }
+
+    /// [`Endpoint::open`], then the [`recipient`](Self::recipient) and
+    /// [`agent`](Self::agent) checks.
     pub fn open<'a>(
         &self,
         query: CallbackQuery,
@@ -198,10 +237,16 @@ impl App {
         Ok(opened)
     }
 
-    /// The [`recipient`](Self::recipient) check alone, on an opened push's message.
+    /// The [`recipient`](Self::recipient) and [`agent`](Self::agent) checks alone, on an
+    /// opened push's message.
     pub fn check_recipient(&self, message: &Message) -> Result<(), Rejection> {
-        match &self.recipient {
-            Some(expected) if **expected != *message.to_user() => Err(Rejection::WrongRecipient),
+        if let Some(expected) = &self.recipient {
+            if **expected != *message.to_user() {
+                return Err(Rejection::WrongRecipient);
+            }
+        }
+        match self.agent {
+            Some(expected) if message.agent_id() != Some(expected) => Err(Rejection::WrongAgent),
             _ => Ok(()),
         }
     }
@@ -444,6 +489,53 @@ mod tests {
         assert!(apps.remove("c").is_some());
         assert!(apps.get("c").is_none());
         assert!(apps.remove("c").is_none());
+    }
+
+    #[test]
+    fn the_agent_check() {
+        let push = |agent: &str| {
+            Message::from_xml(
+                format!(
+                    "<xml><ToUserName>ww1436e0e65a779aee</ToUserName><FromUserName>u</FromUserName>\
+                     <CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi</Content>\
+                     <MsgId>1</MsgId>{agent}</xml>"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let app = |agent: Option<u64>| {
+            let app = App::new("hr", Endpoint::new("Token123").unwrap()).unwrap();
+            match agent {
+                Some(id) => app.agent(id),
+                None => app,
+            }
+        };
+        let bound = app(Some(1000002));
+        assert_eq!(bound.expected_agent(), Some(1000002));
+        assert_eq!(
+            bound.check_recipient(&push("<AgentID>1000002</AgentID>")),
+            Ok(())
+        );
+        for other in ["<AgentID>1000003</AgentID>", "<AgentID>x</AgentID>", ""] {
+            assert_eq!(
+                bound.check_recipient(&push(other)),
+                Err(Rejection::WrongAgent),
+                "{other:?}"
+            );
+        }
+        // Unbound: any agent, or none.
+        assert_eq!(app(None).expected_agent(), None);
+        for any in ["<AgentID>1000003</AgentID>", ""] {
+            assert_eq!(app(None).check_recipient(&push(any)), Ok(()), "{any:?}");
+        }
+        // Both checks: the recipient first.
+        let both = app(Some(1000002)).recipient("ww0000000000000000");
+        assert_eq!(
+            both.check_recipient(&push("<AgentID>1000002</AgentID>")),
+            Err(Rejection::WrongRecipient)
+        );
+        assert_eq!(Rejection::WrongAgent.status(), http::StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! | --- | --- |
 //! | 400 Bad Request | [`Query`](Rejection::Query), [`MissingEchostr`](Rejection::MissingEchostr), [`BodyRead`](Rejection::BodyRead), [`Malformed`](Rejection::Malformed), [`MissingEncrypt`](Rejection::MissingEncrypt), [`EncryptionNotConfigured`](Rejection::EncryptionNotConfigured), [`Decrypt`](Rejection::Decrypt) |
 //! | 401 Unauthorized | [`MissingSignature`](Rejection::MissingSignature), [`BadSignature`](Rejection::BadSignature), [`MissingMsgSignature`](Rejection::MissingMsgSignature), [`BadMsgSignature`](Rejection::BadMsgSignature), [`StaleTimestamp`](Rejection::StaleTimestamp), [`EncryptionRequired`](Rejection::EncryptionRequired), [`ReplayedSignature`](Rejection::ReplayedSignature) |
-//! | 403 Forbidden | [`WrongRecipient`](Rejection::WrongRecipient) |
+//! | 403 Forbidden | [`WrongRecipient`](Rejection::WrongRecipient), [`WrongAgent`](Rejection::WrongAgent) |
 //! | 404 Not Found | [`UnknownApp`](Rejection::UnknownApp) |
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
@@ -96,6 +96,11 @@ pub enum Rejection {
     /// [`recipient`](crate::apps::App::recipient): a push for one Open Platform authoriser
     /// sent to another's path.
     WrongRecipient,
+    /// The push verified with the chosen app's keys but its decrypted `AgentID` is not the
+    /// app's [`agent`](crate::apps::App::agent), or it has none: a push for one WeCom agent
+    /// sent to another agent's path (agents of one corp share its CorpID, and may share a
+    /// Token and key).
+    WrongAgent,
     /// The retry options ([`dedupe`](crate::WechatLayer::dedupe),
     /// [`ack_deadline`](crate::WechatLayer::ack_deadline)) are on, but the push is not being
     /// served on a Tokio runtime, which they need.
@@ -116,7 +121,7 @@ impl Rejection {
             | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
             Self::Store | Self::TicketStore => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnknownApp => StatusCode::NOT_FOUND,
-            Self::WrongRecipient => StatusCode::FORBIDDEN,
+            Self::WrongRecipient | Self::WrongAgent => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Query(_)
             | Self::MissingEchostr
@@ -151,6 +156,7 @@ impl Rejection {
             Self::NoRuntime => "dedupe and the ack deadline need a Tokio runtime",
             Self::UnknownApp => "unknown app: no app is configured under the name this URL gives",
             Self::WrongRecipient => "push addressed to another account than the app this URL names",
+            Self::WrongAgent => "push not for the WeCom agent of the app this URL names",
             Self::MissingSignature(_)
             | Self::Query(_)
             | Self::StaleTimestamp { .. }
