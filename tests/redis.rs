@@ -34,6 +34,7 @@ use wechat_push::dedupe::{Claim, DedupeStore};
 use wechat_push::message::Kind;
 use wechat_push::redis::RedisStores;
 use wechat_push::replay::{ReplayStore, Seen};
+use wechat_push::ticket::{TicketStore, VerifyTicket, TICKET_VALIDITY_SECS};
 use wechat_push::{Message, Reply};
 
 // ---------------------------------------------------------------------------------------
@@ -345,6 +346,33 @@ async fn the_stores_keep_their_contracts_and_every_key_expires() {
     token_store.unlock("l", "o1").await.unwrap();
     assert!(token_store.try_lock("l", "o2", lease).await.unwrap());
 
+    // Ticket: the latest by CreateTime (a retried, older push does not replace it), kept as
+    // long as a ticket is valid.
+    let tickets = stores.ticket_store();
+    assert_eq!(tickets.get("wxC").await.unwrap(), None);
+    tickets
+        .set("wxC", VerifyTicket::new("ticket@@@2", 200))
+        .await
+        .unwrap();
+    assert!(pttl_within(
+        pttl("t:ticket:wxC").await,
+        Duration::from_secs(TICKET_VALIDITY_SECS)
+    ));
+    tickets
+        .set("wxC", VerifyTicket::new("ticket@@@1", 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        tickets.get("wxC").await.unwrap().unwrap().value(),
+        "ticket@@@2"
+    );
+    tickets
+        .set("wxC", VerifyTicket::new("ticket@@@3", 300))
+        .await
+        .unwrap();
+    let got = tickets.get("wxC").await.unwrap().unwrap();
+    assert_eq!((got.value(), got.create_time()), ("ticket@@@3", 300));
+
     // Every key this test left has an expiry.
     let keys: Vec<String> = raw.keys("t:*").await.unwrap();
     assert!(!keys.is_empty());
@@ -358,6 +386,8 @@ async fn the_stores_keep_their_contracts_and_every_key_expires() {
     let _: () = raw.set("t:token:odd", "no expiry here").await.unwrap();
     assert!(dedupe.claim("odd", lease).await.is_err());
     assert!(token_store.get("odd").await.is_err());
+    let _: () = raw.set("t:ticket:odd", "no time").await.unwrap();
+    assert!(tickets.get("odd").await.is_err());
 }
 
 /// `rediss://`: a Redis serving TLS with a certificate of a CA made here; the stores talk to

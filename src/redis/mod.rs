@@ -1,8 +1,9 @@
-//! The three stores on Redis, so that several instances behind a load balancer share one
-//! access token, handle each push once and see each other's queries (feature `redis`).
+//! The stores on Redis, so that several instances behind a load balancer share one access
+//! token, handle each push once and see each other's queries (feature `redis`), and a
+//! third-party platform's instances share its `component_verify_ticket`.
 //!
 //! [`RedisStores`] holds one connection (redis-rs' `ConnectionManager`: multiplexed, and
-//! reconnected by itself when the server comes back) and hands out the three stores on it:
+//! reconnected by itself when the server comes back) and hands out the stores on it:
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,6 +41,7 @@
 //! | `{prefix}token:wechat:access_token:{appid}:{endpoint}:lock` | the refresh lock's owner | the refresh lease |
 //! | `{prefix}dedupe:{dedupe key}` | `C` + owner (8 bytes) while claimed; `D` + owner + [`Reply::to_bytes`](crate::Reply::to_bytes) once handled | the claim lease, then the dedupe TTL |
 //! | `{prefix}replay:{timestamp}\|{nonce}\|{signature}` | the body's SHA-1 (20 bytes) | the timestamp tolerance window |
+//! | `{prefix}ticket:{component AppID}` | `{create_time}:{ticket}` | 12 hours after it was stored (a ticket's validity) |
 //!
 //! When Redis does not answer within the command timeout (or refuses the connection), the
 //! stores return a [`StoreError`](crate::store::StoreError) at once, and for a second after a
@@ -52,6 +54,7 @@
 mod connection;
 mod dedupe;
 mod replay;
+mod ticket;
 mod token;
 
 use std::fmt;
@@ -62,6 +65,7 @@ use connection::Connection;
 
 pub use dedupe::RedisDedupeStore;
 pub use replay::RedisReplayStore;
+pub use ticket::RedisTicketStore;
 pub use token::RedisTokenStore;
 
 /// The key prefix by default.
@@ -70,7 +74,7 @@ pub const DEFAULT_PREFIX: &str = "wechat-push:";
 /// How long a command may take by default before the store reports a failure.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// One Redis connection and the three stores on it. Cheap to clone.
+/// One Redis connection and the stores on it. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStores {
     conn: Arc<Connection>,
@@ -115,6 +119,12 @@ impl RedisStores {
     /// The replay guard's store.
     pub fn replay_store(&self) -> RedisReplayStore {
         RedisReplayStore::new(self.conn.clone())
+    }
+
+    /// A third-party platform's `component_verify_ticket` store (see
+    /// [`WechatLayer::ticket_store`](crate::WechatLayer::ticket_store)).
+    pub fn ticket_store(&self) -> RedisTicketStore {
+        RedisTicketStore::new(self.conn.clone())
     }
 
     /// The prefix of every key.
