@@ -1404,3 +1404,27 @@ async fn wecom_in_front_of_an_axum_handler() {
         (StatusCode::OK, s(get, "expected_body"))
     );
 }
+
+/// A plaintext ticket push on a layer with the replay guard too: the guard's look-up comes
+/// first, then the ticket is kept (it used to be dropped when both were on).
+#[tokio::test]
+async fn a_ticket_is_kept_behind_the_replay_guard_too() {
+    let case = Case::new(0);
+    let tickets = Arc::new(MemoryTicketStore::new());
+    let svc = case
+        .layer()
+        .replay_guard(wechat_push::replay::MemoryReplayStore::new(100))
+        .ticket_store(tickets.clone())
+        .layer(service_fn(echo));
+    let doc = ticket_doc("ticket@@@plain", case.timestamp());
+    let res = svc
+        .oneshot(case.plain_post(http_body_util::Full::new(Bytes::from(doc))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let stored = tickets.get("wx134c8103faa5a59e").await.unwrap();
+    assert_eq!(
+        stored.map(|t| t.value().to_owned()).as_deref(),
+        Some("ticket@@@plain")
+    );
+}

@@ -53,6 +53,8 @@ pin_project! {
         /// The replay guard is looking the query up.
         Replay {
             check: BoxFuture<'static, Result<Seen, StoreError>>,
+            // The ticket to keep next, when the push carries one.
+            save: Option<BoxFuture<'static, Result<(), StoreError>>>,
             opened: Option<Opened<S>>,
         },
         /// The ticket store is keeping a `component_verify_ticket`.
@@ -184,10 +186,20 @@ where
                     let next = next.unwrap_or_else(rejected);
                     this.state.set(next);
                 }
-                StateProj::Replay { check, opened } => {
+                StateProj::Replay {
+                    check,
+                    save,
+                    opened,
+                } => {
                     let seen = ready!(check.as_mut().poll(cx));
                     let next = match (seen, opened.take()) {
-                        (Ok(Seen::First | Seen::SameBody), Some(opened)) => opened.call(),
+                        (Ok(Seen::First | Seen::SameBody), Some(opened)) => match save.take() {
+                            Some(save) => State::Ticket {
+                                save,
+                                opened: Some(opened),
+                            },
+                            None => opened.call(),
+                        },
                         (Ok(Seen::OtherBody), _) => rejected(Rejection::ReplayedSignature),
                         (Err(_), _) => rejected(Rejection::Store),
                         (Ok(_), None) => panic!("future polled after completion"),
@@ -304,8 +316,9 @@ where
         reply_to,
     };
     Ok(match (check, save) {
-        (Some(check), _) => State::Replay {
+        (Some(check), save) => State::Replay {
             check,
+            save,
             opened: Some(opened),
         },
         (None, Some(save)) => State::Ticket {
