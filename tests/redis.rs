@@ -936,8 +936,11 @@ async fn pushes_are_answered_in_time_while_redis_is_down_and_it_is_used_again_af
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Frozen (accepts connections, answers nothing): still answered in time, one more warning.
+    // Frozen (accepts connections, answers nothing): still answered in time, one more warning,
+    // and the hung server costs one command timeout (250 ms), not one per push: ten pushes
+    // waiting out a timeout each would take 2.5 s.
     server.freeze(true);
+    let frozen = Instant::now();
     for _ in 0..10 {
         let id = fresh();
         let (status, body, took) = deliver(id).await;
@@ -945,6 +948,8 @@ async fn pushes_are_answered_in_time_while_redis_is_down_and_it_is_used_again_af
         assert!(body.contains(&format!("push {id}")), "{body}");
         assert!(took < Duration::from_secs(1), "answered in {took:?}");
     }
+    let all = frozen.elapsed();
+    assert!(all < Duration::from_secs(1), "ten pushes took {all:?}");
     assert_eq!(warnings.load(Ordering::SeqCst), 2, "one warning per outage");
     server.freeze(false);
     let deadline = Instant::now() + Duration::from_secs(10);
