@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisError;
+use redis::{AsyncCommands, RedisError};
 
 use crate::store::StoreError;
 
@@ -78,6 +78,25 @@ impl Connection {
     }
 
     /// Runs `command` on the shared connection within the command timeout.
+    /// `GET {prefix}{space}:{key}`, read back with `parse`; a value `parse` refuses (one this
+    /// crate did not write) is an error naming the `space`, not a guess.
+    pub(super) async fn get_parsed<T>(
+        &self,
+        space: &'static str,
+        key: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let key = self.key(space, key);
+        let stored: Option<String> = self.run(|mut c| async move { c.get(key).await }).await?;
+        stored
+            .map(|stored| {
+                parse(&stored).ok_or_else(|| {
+                    StoreError::new(format!("redis: a {space} key holds a foreign value"))
+                })
+            })
+            .transpose()
+    }
+
     pub(super) async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use redis::{AsyncCommands, Script};
+use redis::Script;
 
 use super::connection::Connection;
 use crate::store::{BoxFuture, StoreError};
@@ -55,19 +55,7 @@ impl TicketStore for RedisTicketStore {
         &'a self,
         component_app_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<VerifyTicket>, StoreError>> {
-        Box::pin(async move {
-            let key = self.conn.key("ticket", component_app_id);
-            let stored: Option<String> = self
-                .conn
-                .run(|mut c| async move { c.get(key).await })
-                .await?;
-            match stored {
-                None => Ok(None),
-                Some(stored) => parse(&stored)
-                    .map(Some)
-                    .ok_or_else(|| StoreError::new("redis: a ticket key holds a foreign value")),
-            }
-        })
+        Box::pin(self.conn.get_parsed("ticket", component_app_id, parse))
     }
 
     fn set<'a>(

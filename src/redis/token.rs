@@ -94,19 +94,7 @@ fn parse(stored: &str) -> Option<AccessToken> {
 
 impl TokenStore for RedisTokenStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<AccessToken>, StoreError>> {
-        Box::pin(async move {
-            let key = self.conn.key("token", key);
-            let stored: Option<String> = self
-                .conn
-                .run(|mut c| async move { c.get(key).await })
-                .await?;
-            match stored {
-                None => Ok(None),
-                Some(stored) => parse(&stored)
-                    .map(Some)
-                    .ok_or_else(|| StoreError::new("redis: a token key holds a foreign value")),
-            }
-        })
+        Box::pin(self.conn.get_parsed("token", key, parse))
     }
 
     fn set<'a>(
