@@ -341,6 +341,25 @@ impl Endpoint {
         (self.clock)()
     }
 
+    /// `msg_signature` over `data` (a push's `Encrypt`, a WeCom handshake's `echostr`), in
+    /// constant time.
+    fn verify_msg_signature(&self, query: &CallbackQuery, data: &str) -> Result<(), Rejection> {
+        let msg_signature = query
+            .msg_signature()
+            .ok_or(Rejection::MissingMsgSignature)?;
+        if signature::verify_message(
+            msg_signature,
+            &self.token,
+            query.timestamp(),
+            query.nonce(),
+            data,
+        ) {
+            Ok(())
+        } else {
+            Err(Rejection::BadMsgSignature)
+        }
+    }
+
     /// Checks method, signature and freshness: everything that can be decided before the body
     /// is read. Only GET and POST pass; a GET must carry `echostr`.
     ///
@@ -381,18 +400,7 @@ impl Endpoint {
             return Ok(Verified::Push(query));
         }
         let echostr = query.echostr().ok_or(Rejection::MissingEchostr)?;
-        let msg_signature = query
-            .msg_signature()
-            .ok_or(Rejection::MissingMsgSignature)?;
-        if !signature::verify_message(
-            msg_signature,
-            &self.token,
-            query.timestamp(),
-            query.nonce(),
-            echostr,
-        ) {
-            return Err(Rejection::BadMsgSignature);
-        }
+        self.verify_msg_signature(&query, echostr)?;
         self.check_fresh(&query)?;
         let keys = self
             .keys
@@ -467,18 +475,7 @@ impl Endpoint {
                 (message, None, Document::Body(body))
             }
             Envelope::Encrypted(encrypt) => {
-                let msg_signature = query
-                    .msg_signature()
-                    .ok_or(Rejection::MissingMsgSignature)?;
-                if !signature::verify_message(
-                    msg_signature,
-                    &self.token,
-                    query.timestamp(),
-                    query.nonce(),
-                    &encrypt,
-                ) {
-                    return Err(Rejection::BadMsgSignature);
-                }
+                self.verify_msg_signature(&query, &encrypt)?;
                 let keys = self
                     .keys
                     .as_ref()
