@@ -1002,11 +1002,16 @@ async fn a_lock_held_past_its_lease_does_not_block_forever() {
     assert_eq!(mock.count(TOKEN), 1);
 }
 
-/// A memory store that fails every call while `broken` is set (Redis down, say).
+/// A memory store that fails every call while `broken` is set (Redis down, say). With
+/// `hold_invalidate`, a compare-and-delete waits (after `entered`) until `proceed`: a slow
+/// store command that other calls overtake.
 #[derive(Debug, Default)]
 struct FlakyStore {
     inner: MemoryTokenStore,
     broken: AtomicBool,
+    hold_invalidate: AtomicBool,
+    entered: tokio::sync::Notify,
+    proceed: tokio::sync::Notify,
 }
 
 impl FlakyStore {
@@ -1042,6 +1047,11 @@ impl TokenStore for FlakyStore {
         value: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         match self.check() {
+            Ok(()) if self.hold_invalidate.load(Ordering::SeqCst) => Box::pin(async move {
+                self.entered.notify_one();
+                self.proceed.notified().await;
+                self.inner.invalidate(key, value).await
+            }),
             Ok(()) => self.inner.invalidate(key, value),
             Err(e) => Box::pin(async { Err(e) }),
         }
@@ -1146,4 +1156,40 @@ async fn a_store_going_down_keeps_the_token_in_use() {
     client.send_text("OPENID", "after").await.unwrap();
     assert_eq!(mock.requests(SEND).last().unwrap().token(), "SHARED");
     assert_eq!(mock.count(TOKEN), 1);
+}
+
+/// A store read that overtakes this process's dropping of a rejected token (sent before the
+/// token is deleted from the store, answered after it was dropped here) must not bring that
+/// token back: the rejected send's retry would use it and fail again. (With the process's copy
+/// used before the store, it did: the retry got 40001 a second time.)
+#[tokio::test]
+async fn a_store_read_racing_a_rejection_does_not_bring_the_token_back() {
+    let rejected = Arc::new(AtomicBool::new(false));
+    let mock = Mock::start({
+        let rejected = rejected.clone();
+        move |r| match r.path.as_str() {
+            TOKEN => token_answer(r),
+            _ if r.token() == "TOKEN-1" && rejected.load(Ordering::SeqCst) => err(40001),
+            _ => ok(),
+        }
+    })
+    .await;
+    let store = Arc::new(FlakyStore::default());
+    let client = flaky_client(&mock, &store);
+    client.send_text("OPENID", "before").await.unwrap();
+    rejected.store(true, Ordering::SeqCst);
+    store.hold_invalidate.store(true, Ordering::SeqCst);
+    // The send is rejected, drops its copy, and its store delete is slow...
+    let send = tokio::spawn({
+        let client = client.clone();
+        async move { client.send_text("OPENID", "rejected once").await }
+    });
+    store.entered.notified().await;
+    // ...and another caller reads the store meanwhile, which still holds TOKEN-1.
+    let other = client.access_token().await.unwrap();
+    assert_ne!(other.value(), "TOKEN-1");
+    store.proceed.notify_one();
+    send.await.unwrap().unwrap();
+    assert_eq!(mock.requests(SEND).last().unwrap().token(), "TOKEN-2");
+    assert_eq!(mock.count(TOKEN), 2);
 }

@@ -141,7 +141,7 @@ impl ClientBuilder {
                 lock_key,
                 owner: wire::random_hex(16),
                 flight: flight::Flight::new(self.backoff),
-                local: Mutex::new(None),
+                local: Mutex::default(),
                 outage: Outage::default(),
             }),
             transport,

@@ -47,14 +47,33 @@ pub(super) struct Inner {
     pub(super) lock_key: String,
     pub(super) owner: String,
     pub(super) flight: flight::Flight,
-    /// The last token this process read from the store or fetched: used while the store fails.
-    pub(super) local: Mutex<Option<AccessToken>>,
+    /// The last token this process read from the store or fetched, and the last one WeChat
+    /// rejected here.
+    pub(super) local: Mutex<LocalToken>,
     /// Whether the store is failing (one warning per outage).
     pub(super) outage: Outage,
 }
 
+/// This process's copy of the token (used while it is valid, and while the store fails), and
+/// the value WeChat last rejected here: a store read that raced the rejection (sent before
+/// the token was dropped, answered after) must not bring it back.
+#[derive(Default)]
+pub(super) struct LocalToken {
+    pub(super) token: Option<AccessToken>,
+    pub(super) rejected: Option<AccessToken>,
+}
+
+impl LocalToken {
+    /// Whether WeChat rejected `token` here.
+    pub(super) fn is_rejected(&self, token: &AccessToken) -> bool {
+        self.rejected
+            .as_ref()
+            .is_some_and(|r| r.value() == token.value())
+    }
+}
+
 impl Inner {
-    pub(super) fn local_token(&self) -> MutexGuard<'_, Option<AccessToken>> {
+    pub(super) fn local_token(&self) -> MutexGuard<'_, LocalToken> {
         // Every update is a single assignment: a panic elsewhere cannot leave it half-done.
         self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -49,10 +49,14 @@ where
         let inner = &*self.inner;
         let dropped_here = {
             let mut local = inner.local_token();
-            let same = local.as_ref().is_some_and(|t| t.value() == failed.value());
+            let same = local
+                .token
+                .as_ref()
+                .is_some_and(|t| t.value() == failed.value());
             if same {
-                *local = None;
+                local.token = None;
             }
+            local.rejected = Some(failed.clone());
             same
         };
         let dropped = match inner
@@ -82,6 +86,7 @@ where
         let now = inner.clock.now();
         inner
             .local_token()
+            .token
             .as_ref()
             .filter(|t| t.is_valid_at(now))
             .cloned()
@@ -93,12 +98,20 @@ where
         let token = match inner.store.get(&inner.token_key).await {
             Ok(token) => {
                 self.store_answered();
-                inner.local_token().clone_from(&token);
-                token
+                let mut local = inner.local_token();
+                match token {
+                    // A read that raced this process's rejection of the token (sent before
+                    // it was dropped, answered after) does not bring it back.
+                    Some(t) if local.is_rejected(&t) => None,
+                    token => {
+                        local.token.clone_from(&token);
+                        token
+                    }
+                }
             }
             Err(e) => {
                 self.store_failed(&e);
-                inner.local_token().clone()
+                inner.local_token().token.clone()
             }
         };
         let now = inner.clock.now();
@@ -180,7 +193,14 @@ where
         }
         let token = self.fetch_token().await?;
         // Kept here whatever the store does: a token that could not be shared is still good.
-        *inner.local_token() = Some(token.clone());
+        {
+            let mut local = inner.local_token();
+            // WeChat handed this value out again: it is no longer the rejected one.
+            if local.is_rejected(&token) {
+                local.rejected = None;
+            }
+            local.token = Some(token.clone());
+        }
         match inner.store.set(&inner.token_key, token.clone()).await {
             Ok(()) => self.store_answered(),
             Err(e) => self.store_failed(&e),
