@@ -10,13 +10,26 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError};
+use redis::{AsyncCommands, RedisError, Script};
 
 use crate::store::StoreError;
 
 /// After a connection failure or a timeout, commands fail at once for this long; the first one
 /// after it tries the server again.
 const PAUSE: Duration = Duration::from_secs(1);
+
+/// Set-if-absent with an expiry in milliseconds; otherwise the value already there.
+const SET_IF_ABSENT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+/// `d` in whole milliseconds, at least 1 (Redis refuses a zero expiry).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
 
 pub(super) struct Connection {
     client: redis::Client,
@@ -28,6 +41,7 @@ pub(super) struct Connection {
     /// When a command last got its answer, in nanoseconds since `started`.
     answered: AtomicU64,
     started: Instant,
+    set_if_absent: Script,
 }
 
 impl Connection {
@@ -40,6 +54,7 @@ impl Connection {
             paused_until: Mutex::new(None),
             answered: AtomicU64::new(0),
             started: Instant::now(),
+            set_if_absent: Script::new(SET_IF_ABSENT),
         }
     }
 
@@ -78,6 +93,27 @@ impl Connection {
     }
 
     /// Runs `command` on the shared connection within the command timeout.
+    /// Stores `value` under `{prefix}{space}:{key}` for `ttl` unless the key exists, and returns
+    /// what was there (`None`: the value is now stored). One atomic script.
+    pub(super) async fn set_if_absent(
+        &self,
+        space: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.key(space, key);
+        self.run(|mut c| async move {
+            self.set_if_absent
+                .key(key)
+                .arg(value)
+                .arg(millis(ttl))
+                .invoke_async(&mut c)
+                .await
+        })
+        .await
+    }
+
     /// `GET {prefix}{space}:{key}`, read back with `parse`; a value `parse` refuses (one this
     /// crate did not write) is an error naming the `space`, not a guess.
     pub(super) async fn get_parsed<T>(

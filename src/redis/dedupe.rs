@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::connection::Connection;
+use super::connection::{millis, Connection};
 use crate::dedupe::{Claim, DedupeStore};
 use crate::reply::Reply;
 use crate::store::{BoxFuture, StoreError};
@@ -13,14 +13,6 @@ use crate::store::{BoxFuture, StoreError};
 /// How often a duplicate waiting on a push handled elsewhere looks at Redis again (one short
 /// script each time).
 const POLL: Duration = Duration::from_millis(20);
-
-/// Set-if-absent with the claim's lease; otherwise the current value.
-const CLAIM: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-";
 
 /// Records the reply if the claim is still the owner's, or gone (expired meanwhile).
 const COMPLETE: &str = r"
@@ -56,7 +48,6 @@ pub struct RedisDedupeStore {
 }
 
 struct Scripts {
-    claim: Script,
     complete: Script,
     release: Script,
 }
@@ -76,16 +67,11 @@ fn marked(mark: u8, owner: u64) -> Vec<u8> {
     value
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
 impl RedisDedupeStore {
     pub(super) fn new(conn: Arc<Connection>) -> Self {
         RedisDedupeStore {
             conn,
             scripts: Arc::new(Scripts {
-                claim: Script::new(CLAIM),
                 complete: Script::new(COMPLETE),
                 release: Script::new(RELEASE),
             }),
@@ -103,18 +89,9 @@ impl DedupeStore for RedisDedupeStore {
             // Unique across instances: random, not a counter.
             let owner = getrandom::u64()
                 .map_err(|e| StoreError::new(format!("the OS random source failed: {e}")))?;
-            let key = self.conn.key("dedupe", key);
-            let found: Option<Vec<u8>> = self
+            let found = self
                 .conn
-                .run(|mut c| async move {
-                    self.scripts
-                        .claim
-                        .key(key)
-                        .arg(marked(b'C', owner))
-                        .arg(millis(lease))
-                        .invoke_async(&mut c)
-                        .await
-                })
+                .set_if_absent("dedupe", key, &marked(b'C', owner), lease)
                 .await?;
             match found.as_deref() {
                 None => Ok(Claim::Acquired(owner)),
