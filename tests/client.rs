@@ -1012,6 +1012,8 @@ struct FlakyStore {
     hold_invalidate: AtomicBool,
     entered: tokio::sync::Notify,
     proceed: tokio::sync::Notify,
+    /// How many times the token was read.
+    gets: AtomicU64,
 }
 
 impl FlakyStore {
@@ -1026,6 +1028,7 @@ impl FlakyStore {
 
 impl TokenStore for FlakyStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<AccessToken>, StoreError>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         match self.check() {
             Ok(()) => self.inner.get(key),
             Err(e) => Box::pin(async { Err(e) }),
@@ -1192,4 +1195,20 @@ async fn a_store_read_racing_a_rejection_does_not_bring_the_token_back() {
     send.await.unwrap().unwrap();
     assert_eq!(mock.requests(SEND).last().unwrap().token(), "TOKEN-2");
     assert_eq!(mock.count(TOKEN), 2);
+}
+
+/// While its own copy is valid, the client sends without reading the store (README: "each
+/// instance reads the store when it has no valid token of its own, not on every send").
+#[tokio::test]
+async fn sends_on_a_valid_token_do_not_read_the_store() {
+    let mock = Mock::start(standard).await;
+    let store = Arc::new(FlakyStore::default());
+    let client = flaky_client(&mock, &store);
+    client.send_text("OPENID", "first").await.unwrap();
+    let reads = store.gets.load(Ordering::SeqCst);
+    for i in 0..20 {
+        client.send_text("OPENID", &format!("m{i}")).await.unwrap();
+    }
+    assert_eq!(store.gets.load(Ordering::SeqCst), reads);
+    assert_eq!(mock.count(TOKEN), 1);
 }
