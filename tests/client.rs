@@ -202,7 +202,6 @@ async fn other_api_errors_are_not_retried() {
         (40003, ApiErrorKind::InvalidOpenId),
         (45009, ApiErrorKind::DailyLimitExceeded),
         (45011, ApiErrorKind::RateLimited),
-        (-1, ApiErrorKind::SystemBusy),
         (99999, ApiErrorKind::Other),
     ] {
         let mock = Mock::start(move |r| match r.path.as_str() {
@@ -331,13 +330,15 @@ async fn token_expires_by_the_injected_clock() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Token outages: one fetch, its outcome shared
+// Token outages: one fetch at a time, callers wait through failures
 // ---------------------------------------------------------------------------------------
 
-/// A client of `mock` whose transport gives up on a request after `timeout`.
-fn client_with_timeout(mock: &Mock, timeout: Duration) -> Client {
+/// A client of `mock` whose transport gives up on a request after `timeout`, and whose calls
+/// keep trying for `bound`.
+fn client_with(mock: &Mock, timeout: Duration, bound: Duration) -> Client {
     Client::builder("wxAPPID", "SECRET")
         .base_url(mock.base())
+        .retry_bound(bound)
         .build_with_transport(HttpsTransport::new().unwrap().timeout(timeout))
         .unwrap()
 }
@@ -360,18 +361,208 @@ fn hang() -> Answer {
     Answer::Delay(Duration::from_secs(120), Box::new(err(-1)))
 }
 
-/// Waits until the back-off after a failed token fetch (1 s by default) has passed.
-async fn past_the_backoff() {
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+/// The token endpoint fails for 2.5 s while 50 sends start over that time: none is failed,
+/// all go out once it answers again, and the failures cost at most one fetch a second. (Before,
+/// the sends that came within a second of a failed fetch got its error at once, and the ones
+/// waiting on a fetch got its error too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_outage_of_two_and_a_half_seconds_fails_no_send() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), || {
+        Answer::Delay(Duration::from_millis(50), Box::new(err(-1)))
+    }))
+    .await;
+    let client = mock.client();
+    let started = std::time::Instant::now();
+    let recover = {
+        let down = down.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            down.store(false, Ordering::SeqCst);
+        })
+    };
+    let mut sends = Vec::new();
+    for i in 0..50 {
+        let client = client.clone();
+        sends.push(tokio::spawn(async move {
+            client.send_text(&format!("OPENID{i}"), "hi").await
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    recover.await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+    let fetches = mock.count(TOKEN);
+    assert!((3..=5).contains(&fetches), "{fetches} token fetches");
+    assert_eq!(mock.count(SEND), 50);
+    let token = format!("TOKEN-{fetches}");
+    assert!(mock.requests(SEND).iter().all(|r| r.token() == token));
 }
 
-/// Once the token endpoint has recovered and the back-off has passed, the next send fetches
-/// one new token (the second in all) and goes out with it.
-async fn sends_after_the_backoff_with_one_more_fetch(mock: &Mock, client: &Client) {
-    past_the_backoff().await;
+/// A caller whose bound passes while fetches fail gets the last fetch's error (every caller
+/// the same one, still downcastable), and no more fetches start than one a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_whose_bound_passes_gets_the_last_fetch_error() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start(flaky(down.clone(), || err(-1))).await;
+    let client = client_with(&mock, Duration::from_secs(5), Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let results = sends_at_once(&client, 20, Duration::from_secs(10)).await;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    for result in &results {
+        let e = result.as_ref().unwrap_err();
+        assert_eq!(e.api_kind(), Some(ApiErrorKind::SystemBusy), "{e:?}");
+        assert_eq!(e.api().unwrap().message(), "error -1 rid: 1234");
+    }
+    let fetches = mock.count(TOKEN);
+    assert!((2..=3).contains(&fetches), "one a second: {fetches}");
+    assert_eq!(mock.count(SEND), 0);
+
+    // A hanging endpoint: the transport's timeout is the error, shared by every caller.
+    let mock = Mock::start(flaky(down.clone(), hang)).await;
+    let client = client_with(
+        &mock,
+        Duration::from_millis(300),
+        Duration::from_millis(800),
+    );
+    for result in sends_at_once(&client, 20, Duration::from_secs(10)).await {
+        let e = result.unwrap_err();
+        let Error::Transport(inner) = &e else {
+            panic!("expected a transport error, got {e:?}");
+        };
+        let shared = inner.downcast_ref::<SharedError>().expect("a shared error");
+        assert!(
+            shared.get_ref().is::<tokio::time::error::Elapsed>(),
+            "{e:?}"
+        );
+    }
+    assert_eq!(mock.count(TOKEN), 1);
+
+    // A fetch that outlasts the bound: a timeout naming the bound.
+    let client = client_with(&mock, Duration::from_secs(60), Duration::from_millis(300));
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    let Error::Transport(inner) = &e else {
+        panic!("expected a transport error, got {e:?}");
+    };
+    let io = inner.downcast_ref::<std::io::Error>().expect("an io error");
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+
+    // The endpoint recovers: the next send fetches and goes out.
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-3");
+}
+
+/// A wrong secret is not cured by waiting: the callers get it at once.
+#[tokio::test]
+async fn a_wrong_secret_fails_the_callers_at_once() {
+    let mock = Mock::start(|_| err(40125)).await;
+    let client = mock.client();
+    let started = std::time::Instant::now();
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    // A second call within the pause waits for the next fetch, a second later at most.
+    let e = client.access_token().await.unwrap_err();
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(mock.count(TOKEN), 2);
-    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-2");
+    assert_eq!(mock.count(SEND), 0);
+}
+
+/// The leader cancelled mid-fetch, and waiters dropped mid-wait, leave no caller stuck: one
+/// of the others fetches, and all the rest get its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_callers_leave_no_caller_waiting() {
+    let slow = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start({
+        let slow = slow.clone();
+        move |r| match r.path.as_str() {
+            TOKEN if slow.load(Ordering::SeqCst) => hang(),
+            TOKEN => token_answer(r),
+            _ => ok(),
+        }
+    })
+    .await;
+    let client = mock.client();
+    // The first caller starts the fetch …
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.send_text("OPENID", "first").await })
+    };
+    mock.wait_for(TOKEN, 1).await;
+    // … 40 more wait for it …
+    let waiters: Vec<_> = (0..40)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send_text(&format!("OPENID{i}"), "hi").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // … then the endpoint answers again, the first is cancelled, and so is every other waiter.
+    slow.store(false, Ordering::SeqCst);
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    let mut kept = Vec::new();
+    for (i, waiter) in waiters.into_iter().enumerate() {
+        if i % 2 == 0 {
+            waiter.abort();
+        } else {
+            kept.push(waiter);
+        }
+    }
+    let all = async {
+        for waiter in kept {
+            waiter.await.unwrap().unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("the remaining waiters are served");
+    assert_eq!(mock.count(TOKEN), 2);
+    assert!(mock.requests(SEND).iter().all(|r| r.token() == "TOKEN-2"));
+}
+
+/// `refresh_backoff` sets the pause between failed fetches.
+#[tokio::test]
+async fn the_pause_between_failed_fetches_is_configurable() {
+    let mock = Mock::start(|_| err(-1)).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .refresh_backoff(Duration::from_millis(100))
+        .retry_bound(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    client.send_text("OPENID", "hi").await.unwrap_err();
+    let fetches = mock.count(TOKEN);
+    assert!((5..=16).contains(&fetches), "{fetches}");
+    // Long: one fetch in the whole bound; a token another instance stores meanwhile is used.
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    let mock = Mock::start(flaky(Arc::new(AtomicBool::new(true)), || err(-1))).await;
+    let client = Client::builder("wxAPPID", "SECRET")
+        .base_url(mock.base())
+        .token_store(store.clone())
+        .refresh_backoff(Duration::from_secs(600))
+        .retry_bound(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    client.send_text("OPENID", "hi").await.unwrap_err();
+    client.send_text("OPENID", "hi").await.unwrap_err();
+    assert_eq!(mock.count(TOKEN), 1);
+    let other = Mock::start(standard).await;
+    Client::builder("wxAPPID", "SECRET")
+        .base_url(other.base())
+        .token_store(store)
+        .build()
+        .unwrap()
+        .access_token()
+        .await
+        .unwrap();
+    client.send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-1");
+    assert_eq!(mock.count(TOKEN), 1);
 }
 
 /// Starts `n` sends at once and waits for all of them; panics if they are not all done
@@ -395,164 +586,86 @@ async fn sends_at_once(client: &Client, n: usize, bound: Duration) -> Vec<Result
         .unwrap_or_else(|_| panic!("{n} sends not all done within {bound:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_token_fetch_is_shared_with_every_waiting_caller() {
-    let down = Arc::new(AtomicBool::new(true));
-    let mock = Mock::start(flaky(down.clone(), || {
-        Answer::Delay(Duration::from_millis(200), Box::new(err(-1)))
-    }))
+// ---------------------------------------------------------------------------------------
+// Retried calls: only those WeChat did not take
+// ---------------------------------------------------------------------------------------
+
+/// A send answered `errcode` -1 (system busy) is retried with back-off until it goes through.
+#[tokio::test]
+async fn a_busy_answer_is_retried() {
+    let mock = Mock::start(|r| match (r.path.as_str(), r.nth) {
+        (TOKEN, _) => token_answer(r),
+        (_, 1 | 2) => err(-1),
+        _ => ok(),
+    })
     .await;
-    let client = mock.client();
-    // Fetching in turn, one after another, would take 50 × 200 ms.
-    let results = sends_at_once(&client, 50, Duration::from_secs(5)).await;
-    for result in &results {
-        let e = result.as_ref().unwrap_err();
-        assert_eq!(e.api_kind(), Some(ApiErrorKind::SystemBusy), "{e:?}");
-        assert_eq!(e.api().unwrap().message(), "error -1 rid: 1234");
-    }
+    mock.client().send_text("OPENID", "hi").await.unwrap();
+    assert_eq!(mock.count(SEND), 3);
     assert_eq!(mock.count(TOKEN), 1);
-    assert_eq!(mock.count(SEND), 0);
-
-    // The endpoint recovers: after the back-off, the next send fetches once and succeeds.
-    down.store(false, Ordering::SeqCst);
-    sends_after_the_backoff_with_one_more_fetch(&mock, &client).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hanging_token_fetch_times_out_once_for_every_waiting_caller() {
-    let down = Arc::new(AtomicBool::new(true));
-    let mock = Mock::start(flaky(down.clone(), hang)).await;
-    let client = client_with_timeout(&mock, Duration::from_millis(300));
-    // Timing out in turn, one after another, would take 50 × 300 ms.
-    let results = sends_at_once(&client, 50, Duration::from_secs(5)).await;
-    for result in results {
-        let e = result.unwrap_err();
-        let Error::Transport(inner) = &e else {
-            panic!("expected a transport error, got {e:?}");
-        };
-        // Everyone has the one timeout, which can still be downcast.
-        let shared = inner.downcast_ref::<SharedError>().expect("a shared error");
-        assert!(
-            shared.get_ref().is::<tokio::time::error::Elapsed>(),
-            "{e:?}"
-        );
-        assert_eq!(inner.to_string(), "deadline has elapsed");
-    }
-    assert_eq!(mock.count(TOKEN), 1);
-    assert_eq!(mock.count(SEND), 0);
-
-    down.store(false, Ordering::SeqCst);
-    sends_after_the_backoff_with_one_more_fetch(&mock, &client).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cancelled_token_fetch_leaves_no_caller_waiting() {
-    let down = Arc::new(AtomicBool::new(true));
-    let mock = Mock::start(flaky(down.clone(), hang)).await;
-    let client = client_with_timeout(&mock, Duration::from_secs(2));
-    // The first caller starts the fetch …
-    let first = {
-        let client = client.clone();
-        tokio::spawn(async move { client.send_text("OPENID", "first").await })
-    };
-    mock.wait_for(TOKEN, 1).await;
-    // … 49 more wait for it …
-    let others = {
-        let client = client.clone();
-        tokio::spawn(async move { sends_at_once(&client, 49, Duration::from_secs(20)).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // … and the first is cancelled while the endpoint hangs.
-    first.abort();
-    assert!(first.await.unwrap_err().is_cancelled());
-    // One of the others fetches again (the endpoint still hangs) and all get its outcome.
-    // Timing out in turn, one after another, would take 49 × 2 s.
-    let results = others.await.unwrap();
-    for result in results {
-        let e = result.unwrap_err();
-        assert!(matches!(e, Error::Transport(_)), "{e:?}");
-    }
-    assert_eq!(mock.count(TOKEN), 2);
-    assert_eq!(mock.count(SEND), 0);
-
-    // Nothing is left "in flight": a later call fetches again.
-    down.store(false, Ordering::SeqCst);
-    past_the_backoff().await;
-    client.send_text("OPENID", "hi").await.unwrap();
-    assert_eq!(mock.count(TOKEN), 3);
-}
-
-#[tokio::test]
-async fn after_a_failed_fetch_calls_get_its_error_until_the_backoff_passes() {
-    let down = Arc::new(AtomicBool::new(true));
-    let mock = Mock::start(flaky(down.clone(), || err(40125))).await;
-    let client = mock.client();
+    // Busy for longer than the bound: the caller gets -1, after a few tries.
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ => err(-1),
+    })
+    .await;
+    let client = client_with(&mock, Duration::from_secs(5), Duration::from_millis(1200));
     let e = client.send_text("OPENID", "hi").await.unwrap_err();
-    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
-    assert_eq!(mock.count(TOKEN), 1);
-    // The endpoint recovers, but within the back-off (1 s by default) the client does not
-    // ask it again: the next calls get the same error at once.
-    down.store(false, Ordering::SeqCst);
-    let e = client.send_text("OPENID", "hi").await.unwrap_err();
-    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
-    assert_eq!(e.api().unwrap().message(), "error 40125 rid: 1234");
-    let e = client.access_token().await.unwrap_err();
-    assert_eq!(e.api_kind(), Some(ApiErrorKind::InvalidAppSecret));
-    assert_eq!(mock.count(TOKEN), 1);
-    assert_eq!(mock.count(SEND), 0);
-    // After it, the next send fetches once and succeeds.
-    sends_after_the_backoff_with_one_more_fetch(&mock, &client).await;
+    assert_eq!(e.api_kind(), Some(ApiErrorKind::SystemBusy));
+    assert!((2..=4).contains(&mock.count(SEND)), "{}", mock.count(SEND));
 }
 
+/// A send that could not connect was never sent: it is retried, and goes out once the API
+/// listens again.
 #[tokio::test]
-async fn the_backoff_is_configurable() {
-    // Long: the error is reported again and again without asking the recovered endpoint.
-    let down = Arc::new(AtomicBool::new(true));
-    let mock = Mock::start(flaky(down.clone(), || err(-1))).await;
+async fn a_connection_refused_is_retried() {
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    // A token is at hand: only the send meets the refused connection.
+    let store = Arc::new(MemoryTokenStore::new());
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    store
+        .set(
+            "wechat:access_token:wxAPPID:stable_token",
+            AccessToken::new("KEPT", far),
+        )
+        .await
+        .unwrap();
     let client = Client::builder("wxAPPID", "SECRET")
-        .base_url(mock.base())
-        .refresh_backoff(Duration::from_secs(600))
+        .base_url(format!("http://{addr}"))
+        .token_store(store)
         .build()
         .unwrap();
-    client.send_text("OPENID", "hi").await.unwrap_err();
-    down.store(false, Ordering::SeqCst);
-    for _ in 0..5 {
-        let e = client.send_text("OPENID", "hi").await.unwrap_err();
-        assert_eq!(e.api_kind(), Some(ApiErrorKind::SystemBusy));
-    }
-    assert_eq!(mock.count(TOKEN), 1);
-    // A token in the store is still used during the back-off: here another instance,
-    // which reaches a working endpoint, stores one.
-    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
-    let sharing = |base: String| {
-        Client::builder("wxAPPID", "SECRET")
-            .base_url(base)
-            .token_store(store.clone())
-            .refresh_backoff(Duration::from_secs(600))
-            .build()
-            .unwrap()
-    };
-    let client = sharing(mock.base());
-    down.store(true, Ordering::SeqCst);
-    client.send_text("OPENID", "hi").await.unwrap_err();
-    assert_eq!(mock.count(TOKEN), 2);
-    let other = Mock::start(standard).await;
-    sharing(other.base()).access_token().await.unwrap();
-    client.send_text("OPENID", "hi").await.unwrap();
-    assert_eq!(mock.requests(SEND)[0].token(), "TOKEN-1");
-    assert_eq!(mock.count(TOKEN), 2);
-
-    // Zero: no back-off, every call that needs a token asks for one.
-    let mock = Mock::start(|_| err(-1)).await;
-    let client = Client::builder("wxAPPID", "SECRET")
-        .base_url(mock.base())
-        .refresh_backoff(Duration::ZERO)
-        .build()
+    let send = tokio::spawn(async move { client.send_text("OPENID", "hi").await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mock = Mock::start_on(addr, standard).await;
+    tokio::time::timeout(Duration::from_secs(20), send)
+        .await
+        .expect("the send is done")
+        .unwrap()
         .unwrap();
-    for n in 1..=3 {
-        client.send_text("OPENID", "hi").await.unwrap_err();
-        assert_eq!(mock.count(TOKEN), n);
-    }
+    assert_eq!(mock.count(SEND), 1);
+    assert_eq!(mock.requests(SEND)[0].token(), "KEPT");
+    assert_eq!(mock.count(TOKEN), 0);
+}
+
+/// A send whose answer did not come in time may have reached WeChat: it is not retried.
+#[tokio::test]
+async fn a_send_that_timed_out_is_not_retried() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        TOKEN => token_answer(r),
+        _ => Answer::Delay(Duration::from_secs(2), Box::new(ok())),
+    })
+    .await;
+    let client = client_with(&mock, Duration::from_millis(300), Duration::from_secs(30));
+    let e = client.send_text("OPENID", "hi").await.unwrap_err();
+    let Error::Transport(inner) = &e else {
+        panic!("expected a transport error, got {e:?}");
+    };
+    assert!(inner.is::<tokio::time::error::Elapsed>(), "{e:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(mock.count(SEND), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -566,6 +679,7 @@ async fn dead_server_is_a_transport_error() {
     drop(listener);
     let client = Client::builder("wxAPPID", "SECRET")
         .base_url(format!("http://{addr}"))
+        .retry_bound(Duration::from_millis(300))
         .build()
         .unwrap();
     let e = client.send_text("OPENID", "hi").await.unwrap_err();
@@ -577,7 +691,8 @@ async fn bad_token_answer(
     answer: impl Fn() -> Answer + Send + Sync + 'static,
 ) -> (StatusCode, BadResponseKind) {
     let mock = Mock::start(move |_| answer()).await;
-    match mock.client().send_text("OPENID", "hi").await {
+    let client = client_with(&mock, Duration::from_secs(30), Duration::from_millis(300));
+    match client.send_text("OPENID", "hi").await {
         Err(Error::BadResponse { status, kind }) => (status, kind),
         other => panic!("expected BadResponse, got {other:?}"),
     }

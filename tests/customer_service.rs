@@ -10,6 +10,8 @@ mod example;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{plain_query, Case};
@@ -107,10 +109,11 @@ impl Server {
     }
 
     /// Stops the server the way SIGTERM does and waits until it has finished, pending sends
-    /// included.
+    /// included (the example gives them 10 s: a send still trying to reach a dead API is
+    /// given up then).
     async fn stop(self) {
         let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task)
+        tokio::time::timeout(WAIT + Duration::from_secs(10), self.task)
             .await
             .expect("the server stops")
             .unwrap()
@@ -467,4 +470,56 @@ async fn stopping_waits_for_pending_sends() {
     sent.sort();
     let expected: Vec<String> = (0..5).map(|n| text_send(&n.to_string())).collect();
     assert_eq!(sent, expected);
+}
+
+/// CONTRACT.md: when a token fetch fails, the sends waiting for a token are not failed at
+/// once; a push that arrives a second after a failed fetch still gets its send once the token
+/// endpoint answers again. (Before, the first push's send got the fetch's error, and the
+/// pushes within a second after it got that error at once, without a fetch: all dropped.)
+#[tokio::test]
+async fn pushes_during_a_token_outage_get_their_sends_once_it_ends() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mock = Mock::start({
+        let down = down.clone();
+        move |r| match r.path.as_str() {
+            TOKEN_PATH if down.load(Ordering::SeqCst) => mock_api::err(-1),
+            _ => standard(r),
+        }
+    })
+    .await;
+    let server = Server::start(&mock.base()).await;
+    let push = |n: u64| {
+        xml_push(
+            "text",
+            &format!(
+                "<Content><![CDATA[outage {n}]]></Content><MsgId>{}</MsgId>",
+                800 + n
+            ),
+        )
+    };
+    // The first push's token fetch fails …
+    assert_eq!(server.push_plain(&push(0)).await, success());
+    mock.wait_for(TOKEN_PATH, 1).await;
+    // … a push half a second later, and one a second later still, while it is down …
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.push_plain(&push(1)).await, success());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(server.push_plain(&push(2)).await, success());
+    // … then the endpoint answers again: every push gets its send.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    down.store(false, Ordering::SeqCst);
+    let sends = mock.wait_for(SEND_PATH, 3).await;
+    server.stop().await;
+    let mut sent: Vec<String> = sends.iter().map(|r| r.text().to_owned()).collect();
+    sent.sort();
+    let expected: Vec<String> = (0..3).map(|n| text_send(&format!("outage {n}"))).collect();
+    assert_eq!(sent, expected);
+    assert_eq!(mock.requests(SEND_PATH).len(), 3);
+    let fetches = mock.requests(TOKEN_PATH).len();
+    assert!(
+        (2..=4).contains(&fetches),
+        "at most one fetch a second: {fetches}"
+    );
+    let token = format!("TOKEN-{fetches}");
+    assert!(sends.iter().all(|r| r.query["access_token"] == token));
 }

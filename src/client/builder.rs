@@ -25,6 +25,7 @@ pub struct ClientBuilder {
     body_limit: usize,
     lease: Duration,
     backoff: Duration,
+    bound: Duration,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -37,6 +38,7 @@ impl fmt::Debug for ClientBuilder {
             .field("body_limit", &self.body_limit)
             .field("refresh_lease", &self.lease)
             .field("refresh_backoff", &self.backoff)
+            .field("retry_bound", &self.bound)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +55,7 @@ impl ClientBuilder {
             body_limit: 1024 * 1024,
             lease: Duration::from_secs(30),
             backoff: Duration::from_secs(1),
+            bound: Duration::from_secs(30),
         }
     }
 
@@ -97,14 +100,28 @@ impl ClientBuilder {
         self
     }
 
-    /// How long after a failed token fetch calls that need a new token get that fetch's
-    /// error at once instead of fetching again (default 1 s; capped at a day;
-    /// [`Duration::ZERO`] turns the back-off off). A token in the [`TokenStore`](super::TokenStore) is still
-    /// used during the back-off, and callers waiting for a fetch always get its outcome.
-    ///
-    /// A `Transport` or `Store` error reported this way carries a [`SharedError`](super::SharedError).
+    /// The least time between the start of a token fetch that failed and the next fetch in
+    /// this process (default 1 s; capped at a day; [`Duration::ZERO`] fetches again as soon as
+    /// one fails). Calls that need a token meanwhile are not failed: they wait for the next
+    /// fetch, until a token comes or their [`retry_bound`](Self::retry_bound) passes. A
+    /// token in the [`TokenStore`](super::TokenStore) is still used during the pause.
     pub fn refresh_backoff(mut self, backoff: Duration) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// How long a call keeps trying (default 30 s; capped at a day), counted from its start:
+    /// it waits through failed token fetches, and retries with back-off a request that WeChat
+    /// answered with `errcode` -1 (system busy) or that failed to connect (so was never sent).
+    /// Once the bound has passed, no new attempt starts and the call returns the last error
+    /// (for a token that never came, the last fetch's error; a [`SharedError`](super::SharedError)
+    /// inside `Transport` or `Store`).
+    ///
+    /// A request that may have reached WeChat (a timeout waiting for the answer, a connection
+    /// reset after sending, any other transport error) is never retried: WeChat may have
+    /// delivered the message, and a retry would send it twice.
+    pub fn retry_bound(mut self, bound: Duration) -> Self {
+        self.bound = bound;
         self
     }
 
@@ -137,6 +154,7 @@ impl ClientBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 body_limit: self.body_limit,
                 lease: self.lease,
+                bound: self.bound.min(Duration::from_secs(86_400)),
                 token_key,
                 lock_key,
                 owner: wire::random_hex(16),

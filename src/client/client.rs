@@ -5,6 +5,8 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use http::Method;
 use http_body::Body as HttpBody;
@@ -16,6 +18,7 @@ use crate::body::Body;
 use crate::store::{BoxError, Outage};
 
 use super::message::{SendBody, TypingBody};
+use super::retry::{self, FIRST_RETRY, LAST_RETRY};
 use super::wire::{
     self, as_i64, build_request, json_bytes, parse_answer, percent_encode, read_body,
 };
@@ -43,6 +46,8 @@ pub(super) struct Inner {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) body_limit: usize,
     pub(super) lease: Duration,
+    /// How long a call keeps trying (see [`ClientBuilder::retry_bound`]).
+    pub(super) bound: Duration,
     pub(super) token_key: String,
     pub(super) lock_key: String,
     pub(super) owner: String,
@@ -212,7 +217,8 @@ where
     }
 
     /// Calls `path` with the token; on a token error drops that token, fetches once and
-    /// retries once.
+    /// retries once; retries with back-off, within the retry bound, a call answered with
+    /// `errcode` -1 or one that could not connect.
     async fn call_with_token(
         &self,
         path: &str,
@@ -220,18 +226,26 @@ where
         content_type: &str,
         body: Bytes,
     ) -> Result<Map<String, Value>, Error> {
-        let token = self.access_token().await?;
-        let first = self
-            .call_once(path, query, content_type, body.clone(), &token)
-            .await;
-        match first {
-            Err(Error::Api(e)) if e.is_token_error() => {
-                self.invalidate_token(&token).await?;
-                let token = self.access_token().await?;
-                self.call_once(path, query, content_type, body, &token)
-                    .await
+        let deadline = self.deadline();
+        let mut token_retried = false;
+        let mut delay = FIRST_RETRY;
+        loop {
+            let token = self.access_token_until(deadline).await?;
+            match self
+                .call_once(path, query, content_type, body.clone(), &token)
+                .await
+            {
+                Err(Error::Api(e)) if e.is_token_error() && !token_retried => {
+                    token_retried = true;
+                    self.invalidate_token(&token).await?;
+                }
+                Err(e) if retry::worth_retrying(&e) && Instant::now() + delay < deadline => {
+                    debug!(appid = %self.inner.appid, path, error = %e, ?delay, "call failed before WeChat took it; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(LAST_RETRY);
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 

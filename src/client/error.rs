@@ -69,9 +69,9 @@ impl Error {
 }
 
 /// The error inside [`Error::Transport`] or [`Error::Store`] when one failed access-token
-/// fetch is reported to several callers: every caller that was waiting for the fetch, and
-/// every caller during the back-off after it (see
-/// [`ClientBuilder::refresh_backoff`](super::ClientBuilder::refresh_backoff)).
+/// fetch is reported to several callers: every caller whose
+/// [`retry_bound`](super::ClientBuilder::retry_bound) passed while fetches kept failing gets
+/// the last one's error.
 ///
 /// It displays as the original error and has the same [`source`](StdError::source);
 /// [`get_ref`](Self::get_ref) gives the original, for example to downcast it.

@@ -11,15 +11,21 @@
 //! * it is cached in a [`TokenStore`] until shortly before `expires_in` runs out (5 minutes
 //!   before, a quarter of the lifetime for short ones);
 //! * concurrent callers without a valid token cause exactly one fetch: in the process, one
-//!   caller fetches and the others get its outcome, the token or the error (a
-//!   [`SharedError`] inside [`Error::Transport`] and [`Error::Store`]); if that caller is
-//!   cancelled, one of the waiting ones fetches instead; across instances, refreshes are
-//!   serialised through [`TokenStore::try_lock`];
-//! * after a failed fetch, calls that need a new token get its error at once, without
-//!   fetching, for a short back-off ([`ClientBuilder::refresh_backoff`], 1 s by default);
+//!   caller fetches and the others wait for its outcome; if that caller is cancelled, one of
+//!   the waiting ones fetches instead; across instances, refreshes are serialised through
+//!   [`TokenStore::try_lock`];
+//! * when a fetch fails, the callers waiting for a token are not failed: they wait for the
+//!   next fetch (at most one a second for the process, [`ClientBuilder::refresh_backoff`])
+//!   until a token comes or their bound passes ([`ClientBuilder::retry_bound`], 30 s), and then
+//!   get the last fetch's error (a [`SharedError`] inside [`Error::Transport`] and
+//!   [`Error::Store`]); a wrong AppID or secret (40013, 40125) fails them at once;
 //! * when a call answers `errcode` 40001, 40014 or 42001 the token is dropped only if it is
 //!   still the one that failed, a token is fetched once (never with `force_refresh`), and the
-//!   call retried once.
+//!   call retried once;
+//! * a call answered with `errcode` -1 (system busy), or one that could not connect, is
+//!   retried with back-off within the same bound. A call that may have reached WeChat (a
+//!   timeout waiting for its answer, a connection reset after sending) is **not** retried: the
+//!   message may have been delivered, and a retry would send it twice.
 //!
 //! The transport is any tower [`Service`](tower::Service) taking `http::Request<`[`Body`](crate::body::Body)`>`, so
 //! tower layers (timeout, retry, concurrency limit, tracing) can go around it; the default
@@ -58,6 +64,7 @@ mod error;
 mod flight;
 mod message;
 mod refresh;
+mod retry;
 mod token;
 mod transport;
 mod wire;

@@ -1,5 +1,5 @@
-//! The access token: read from the store, or fetched once for every concurrent caller, its
-//! failure shared and backed off.
+//! The access token: read from the store, or fetched once for every concurrent caller, and
+//! fetched again (at most once a second) while fetches fail.
 
 use std::time::{Duration, Instant};
 
@@ -25,21 +25,36 @@ where
 {
     /// A valid access token: the cached one, or a freshly fetched one.
     ///
-    /// Concurrent callers share one fetch. Useful for APIs this client does not wrap; if
-    /// such a call answers 40001, 40014 or 42001, call [`invalidate_token`](Self::invalidate_token)
-    /// with the token that failed.
+    /// Concurrent callers share one fetch; when it fails they wait for the next one (at most
+    /// one per [`refresh_backoff`](super::ClientBuilder::refresh_backoff)) until a token comes
+    /// or the [`retry_bound`](super::ClientBuilder::retry_bound) passes. Useful for APIs this
+    /// client does not wrap; if such a call answers 40001, 40014 or 42001, call
+    /// [`invalidate_token`](Self::invalidate_token) with the token that failed.
     ///
     /// If the [`TokenStore`](super::TokenStore) fails, the client carries on with the last
     /// token this process read or fetched, and fetches one itself (one fetch for the whole
     /// process) when it has none: a store outage is logged once, never returned.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        self.access_token_until(self.deadline()).await
+    }
+
+    /// When a call starting now stops trying.
+    pub(super) fn deadline(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.inner.bound).unwrap_or(now)
+    }
+
+    pub(super) async fn access_token_until(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<AccessToken, Error> {
         if let Some(token) = self.local_valid_token() {
             return Ok(token);
         }
         if let Some(token) = self.stored_token().await {
             return Ok(token);
         }
-        self.refresh().await
+        self.refresh(deadline).await
     }
 
     /// Drops the cached token if it is still `failed` (compare-then-invalidate); returns
@@ -80,7 +95,7 @@ where
     /// This process's copy of the token, while it is valid: a send costs no store round trip
     /// (with Redis, one less per push). A token another instance saw rejected is used here
     /// until WeChat rejects it here too; the send that fails invalidates it and the retry reads
-    /// the store again (CONTRACT.md allows that one send).
+    /// the store again.
     fn local_valid_token(&self) -> Option<AccessToken> {
         let inner = &*self.inner;
         let now = inner.clock.now();
@@ -135,10 +150,20 @@ where
         }
     }
 
-    /// A new token, fetched by one of the concurrent callers in this process; the others
-    /// get its outcome, the token or the error.
-    async fn refresh(&self) -> Result<AccessToken, Error> {
-        self.inner.flight.run(|| self.refresh_shared()).await
+    /// A new token, fetched by one of the concurrent callers in this process and shared with
+    /// the others; fetched again after a failure until `deadline`.
+    async fn refresh(&self, deadline: tokio::time::Instant) -> Result<AccessToken, Error> {
+        self.inner
+            .flight
+            .run(deadline, || async {
+                let fetched = self.refresh_shared().await;
+                #[cfg(feature = "tracing")]
+                if let Err(e) = &fetched {
+                    tracing::warn!(appid = %self.inner.appid, error = %e, "access token fetch failed; the calls waiting for a token wait for the next fetch");
+                }
+                fetched
+            })
+            .await
     }
 
     async fn refresh_shared(&self) -> Result<AccessToken, Error> {

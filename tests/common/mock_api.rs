@@ -71,7 +71,15 @@ pub struct Mock {
 impl Mock {
     /// Starts a mock answering with `handler`.
     pub async fn start(handler: impl Fn(&Recorded) -> Answer + Send + Sync + 'static) -> Mock {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Mock::start_on("127.0.0.1:0".parse().unwrap(), handler).await
+    }
+
+    /// Starts a mock on `addr` (a loopback address, port 0 for any).
+    pub async fn start_on(
+        addr: SocketAddr,
+        handler: impl Fn(&Recorded) -> Answer + Send + Sync + 'static,
+    ) -> Mock {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let handler: Arc<Handler> = Arc::new(handler);
