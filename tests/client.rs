@@ -1129,6 +1129,8 @@ struct FlakyStore {
     proceed: tokio::sync::Notify,
     /// How many times the token was read.
     gets: AtomicU64,
+    /// What `is_shared` says.
+    shared: AtomicBool,
 }
 
 impl FlakyStore {
@@ -1190,6 +1192,9 @@ impl TokenStore for FlakyStore {
             Ok(()) => self.inner.unlock(key, owner),
             Err(e) => Box::pin(async { Err(e) }),
         }
+    }
+    fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::SeqCst)
     }
 }
 
@@ -1279,9 +1284,16 @@ async fn a_store_going_down_keeps_the_token_in_use() {
 /// A store read that overtakes this process's dropping of a rejected token (sent before the
 /// token is deleted from the store, answered after it was dropped here) must not bring that
 /// token back: the rejected send's retry would use it and fail again. (With the process's copy
-/// used before the store, it did: the retry got 40001 a second time.)
+/// used before the store, it did: the retry got 40001 a second time.) Both with an unshared
+/// store and with a shared one, read on every send.
 #[tokio::test]
 async fn a_store_read_racing_a_rejection_does_not_bring_the_token_back() {
+    for shared in [false, true] {
+        a_store_read_racing_a_rejection(shared).await;
+    }
+}
+
+async fn a_store_read_racing_a_rejection(shared: bool) {
     let rejected = Arc::new(AtomicBool::new(false));
     let mock = Mock::start({
         let rejected = rejected.clone();
@@ -1293,6 +1305,7 @@ async fn a_store_read_racing_a_rejection_does_not_bring_the_token_back() {
     })
     .await;
     let store = Arc::new(FlakyStore::default());
+    store.shared.store(shared, Ordering::SeqCst);
     let client = flaky_client(&mock, &store);
     client.send_text("OPENID", "before").await.unwrap();
     rejected.store(true, Ordering::SeqCst);
@@ -1312,8 +1325,8 @@ async fn a_store_read_racing_a_rejection_does_not_bring_the_token_back() {
     assert_eq!(mock.count(TOKEN), 2);
 }
 
-/// While its own copy is valid, the client sends without reading the store (README: "each
-/// instance reads the store when it has no valid token of its own, not on every send").
+/// With an unshared store (the memory store), the client sends on its own valid copy without
+/// reading the store.
 #[tokio::test]
 async fn sends_on_a_valid_token_do_not_read_the_store() {
     let mock = Mock::start(standard).await;
@@ -1325,5 +1338,52 @@ async fn sends_on_a_valid_token_do_not_read_the_store() {
         client.send_text("OPENID", &format!("m{i}")).await.unwrap();
     }
     assert_eq!(store.gets.load(Ordering::SeqCst), reads);
+    assert_eq!(mock.count(TOKEN), 1);
+}
+
+/// With a shared store, every send reads the store's token: one that another instance stored
+/// after a rejection is used at once, and the old one is not spent (before, the process's
+/// copy was used until WeChat rejected it here too). While the store fails, the process's
+/// copy is used.
+#[tokio::test]
+async fn a_shared_store_is_read_on_every_send() {
+    let replaced = Arc::new(AtomicBool::new(false));
+    let mock = Mock::start({
+        let replaced = replaced.clone();
+        move |r| match r.path.as_str() {
+            TOKEN => token_answer(r),
+            _ if r.token() == "TOKEN-1" && replaced.load(Ordering::SeqCst) => err(40001),
+            _ => ok(),
+        }
+    })
+    .await;
+    let store = Arc::new(FlakyStore::default());
+    store.shared.store(true, Ordering::SeqCst);
+    let client = flaky_client(&mock, &store);
+    client.send_text("OPENID", "first").await.unwrap();
+    let reads = store.gets.load(Ordering::SeqCst);
+    client.send_text("OPENID", "second").await.unwrap();
+    assert_eq!(store.gets.load(Ordering::SeqCst), reads + 1);
+    // Another instance saw TOKEN-1 rejected and stored a new one.
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    store
+        .inner
+        .set(
+            "wechat:access_token:wxAPPID:stable_token",
+            AccessToken::new("SHARED", far),
+        )
+        .await
+        .unwrap();
+    replaced.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        client.send_text("OPENID", &format!("m{i}")).await.unwrap();
+    }
+    let sends = mock.requests(SEND);
+    assert_eq!(sends.len(), 7, "no send spent on the replaced token");
+    assert!(sends[2..].iter().all(|r| r.token() == "SHARED"));
+    // The store goes down: the process's copy (the last token read) carries on, no fetch.
+    store.broken.store(true, Ordering::SeqCst);
+    client.send_text("OPENID", "down").await.unwrap();
+    assert_eq!(mock.requests(SEND).last().unwrap().token(), "SHARED");
     assert_eq!(mock.count(TOKEN), 1);
 }

@@ -10,6 +10,10 @@
 //!   ([`TokenEndpoint::Token`]);
 //! * it is cached in a [`TokenStore`] until shortly before `expires_in` runs out (5 minutes
 //!   before, a quarter of the lifetime for short ones);
+//! * with a shared store (Redis: [`TokenStore::is_shared`]) the stored token is read on every
+//!   call, so a token that one instance saw rejected and replaced is not spent by another;
+//!   with the in-memory store, the process's copy is used while it is valid; when the store
+//!   fails, the process's copy (one warning per outage);
 //! * concurrent callers without a valid token cause exactly one fetch: in the process, one
 //!   caller fetches and the others wait for its outcome; if that caller is cancelled, one of
 //!   the waiting ones fetches instead; across instances, refreshes are serialised through

@@ -31,9 +31,13 @@ where
     /// client does not wrap; if such a call answers 40001, 40014 or 42001, call
     /// [`invalidate_token`](Self::invalidate_token) with the token that failed.
     ///
-    /// If the [`TokenStore`](super::TokenStore) fails, the client carries on with the last
-    /// token this process read or fetched, and fetches one itself (one fetch for the whole
-    /// process) when it has none: a store outage is logged once, never returned.
+    /// With a shared [`TokenStore`](super::TokenStore) (one that says
+    /// [`is_shared`](super::TokenStore::is_shared), such as Redis) the stored token is read on
+    /// every call, so that a token another instance saw rejected and replaced is not used
+    /// here; with an unshared one, this process's copy is used while it is valid. If the store
+    /// fails, the client carries on with the last token this process read or fetched, and
+    /// fetches one itself (one fetch for the whole process) when it has none: a store outage
+    /// is logged once, never returned.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
         self.access_token_until(self.deadline()).await
     }
@@ -48,8 +52,10 @@ where
         &self,
         deadline: tokio::time::Instant,
     ) -> Result<AccessToken, Error> {
-        if let Some(token) = self.local_valid_token() {
-            return Ok(token);
+        if !self.inner.store.is_shared() {
+            if let Some(token) = self.local_valid_token() {
+                return Ok(token);
+            }
         }
         if let Some(token) = self.stored_token().await {
             return Ok(token);
@@ -92,10 +98,8 @@ where
         Ok(dropped)
     }
 
-    /// This process's copy of the token, while it is valid: a send costs no store round trip
-    /// (with Redis, one less per push). A token another instance saw rejected is used here
-    /// until WeChat rejects it here too; the send that fails invalidates it and the retry reads
-    /// the store again.
+    /// This process's copy of the token, while it is valid: with an unshared store, a send
+    /// costs no store round trip.
     fn local_valid_token(&self) -> Option<AccessToken> {
         let inner = &*self.inner;
         let now = inner.clock.now();

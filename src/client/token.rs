@@ -74,6 +74,10 @@ impl fmt::Debug for AccessToken {
 ///   The lease bounds how long a crashed holder can block others.
 /// * [`unlock`](Self::unlock): release the lock only if `owner` holds it
 ///   (compare-and-delete).
+/// * [`is_shared`](Self::is_shared): whether other processes may change the token (true
+///   unless overridden). The client reads a shared store's token on every call, so that a
+///   token another instance saw rejected and replaced is not spent here; it keeps using its
+///   own copy of an unshared store's token while it is valid.
 pub trait TokenStore: Send + Sync + fmt::Debug {
     /// The stored token, if any.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<AccessToken>, StoreError>>;
@@ -99,13 +103,23 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
 
     /// Releases the refresh lock `key` if `owner` holds it.
     fn unlock<'a>(&'a self, key: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether other processes share this store (default `true`): the client then reads the
+    /// token on every call instead of trusting its own copy. A store in this process's memory
+    /// returns `false` (as [`MemoryTokenStore`] does): a client then sends on its own copy
+    /// while it is valid, and a token another client on the same store replaced costs it one
+    /// rejected send.
+    fn is_shared(&self) -> bool {
+        true
+    }
 }
 
 /// The default [`TokenStore`]: a map in this process's memory.
 ///
 /// Enough for a single instance. Several [`Client`](super::Client)s may share one (through
 /// [`ClientBuilder::token_store`](super::ClientBuilder::token_store)); lock leases are
-/// measured on the monotonic clock.
+/// measured on the monotonic clock. It is not [shared](TokenStore::is_shared): a client
+/// sends on its own copy of the token while it is valid, without reading the store.
 #[derive(Debug, Default)]
 pub struct MemoryTokenStore {
     tokens: Mutex<HashMap<String, AccessToken>>,
@@ -183,6 +197,10 @@ impl TokenStore for MemoryTokenStore {
             locks.remove(key);
         }
         ready(Ok(()))
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 }
 

@@ -164,6 +164,12 @@ impl TokenStore for RedisTokenStore {
         })
     }
 
+    /// `true`: every instance on this Redis shares the token, so the client reads it on every
+    /// call (one round trip beside a call that crosses the internet).
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn unlock<'a>(&'a self, key: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let key = self.conn.key("token", key);
