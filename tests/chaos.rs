@@ -753,7 +753,10 @@ impl Figures {
                     lost_to_kill.push(i)
                 }
                 (Some(_), 0) if by(&o.ack, tslot, tprocess) => lost_to_term.push(i),
-                (Some(a), 0) => lost.push(format!("chaos-{i} (acknowledged by {a:?})")),
+                (Some(a), 0) => lost.push(format!(
+                    "chaos-{i} (acknowledged by instance {} process {})",
+                    a.slot, a.process
+                )),
                 (Some(_), n) => doubled.push(format!("chaos-{i}: {n} sends")),
             }
         }
@@ -767,7 +770,10 @@ impl Figures {
         let failed_sends = self.stderr.matches("failed:").count();
         for (i, o) in self.outcomes.iter().enumerate() {
             if !o.failures.is_empty() {
-                println!("chaos-{i}: {:?}, then {:?}", o.failures, o.ack);
+                let then = o.ack.map_or("unacknowledged".to_owned(), |a| {
+                    format!("acknowledged by instance {} process {}", a.slot, a.process)
+                });
+                println!("chaos-{i}: {:?}, then {then}", o.failures);
             }
         }
         println!(
