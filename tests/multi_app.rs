@@ -730,6 +730,22 @@ async fn a_push_with_two_agent_ids_or_two_recipients_is_refused_in_either_order(
         let err = Message::from_xml(event.as_bytes()).unwrap_err();
         assert_eq!(err.to_string(), "duplicate AppId", "{event}");
     }
+    // JSON: a repeated key, in either order, or an array.
+    let json = |agents: &str| {
+        format!(
+            r#"{{"ToUserName":"ww1436e0e65a779aee","FromUserName":"u1","CreateTime":1,"MsgType":"text","Content":"hi",{agents}}}"#
+        )
+    };
+    for agents in [
+        r#""AgentID":1000002,"AgentID":1000003"#,
+        r#""AgentID":1000003,"AgentID":"1000002""#,
+        r#""AgentID":[1000002,1000003]"#,
+    ] {
+        let err = Message::from_json(json(agents).as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "duplicate AgentID", "{agents}");
+    }
+    let one = Message::from_json(json(r#""AgentID":1000003"#).as_bytes()).unwrap();
+    assert_eq!(one.agent_id(), Some(1000003));
 }
 
 /// An app replaced or removed while one of its pushes is with the handler: that push finishes
