@@ -4,7 +4,9 @@
 //! unanswered within 5 s, refused or answered other than 200 is sent again 5 s after the
 //! previous one, three deliveries at most, each to another instance). Meanwhile one instance
 //! is killed (SIGKILL) and started again, another is stopped (SIGTERM) and started again,
-//! Redis is frozen for a second (SIGSTOP/SIGCONT), and the token endpoint fails for a second
+//! the third is killed while Redis stalls for half a second (so that Redis runs its claims
+//! after it died) and started again, Redis is frozen for a second (SIGSTOP/SIGCONT) while a
+//! live instance handles a batch, and the token endpoint fails for a second
 //! (`errcode -1`) just as the access token is revoked, so that the instances must fetch one
 //! then (a cached token would never meet the failing endpoint).
 //!
@@ -65,6 +67,11 @@ const DELIVERIES: usize = 3;
 const KILL_BATCH: usize = 3;
 const KILLED_FOR: Duration = Duration::from_secs(2);
 const TERM_BATCH: usize = 4;
+/// A node lost while Redis stalls: Redis stopped 50 ms before this batch, its instance killed
+/// 150 ms into it (its claims sent, not yet answered by the stalled Redis, nor timed out),
+/// Redis thawed 500 ms into it (and then runs the dead process's claims), the instance
+/// started again [`KILLED_FOR`] after the kill.
+const STALL_KILL_BATCH: usize = 5;
 const FREEZE_BATCH: usize = 6;
 const REVOKE_BATCH: usize = 8;
 const FAULT_LASTS: Duration = Duration::from_secs(1);
@@ -579,7 +586,7 @@ struct Figures {
     refused: HashMap<String, usize>,
     on_replaced: usize,
     fetches: (usize, usize),
-    killed: (usize, usize, Instant),
+    killed: Vec<(usize, usize, Instant)>,
     terminated: (usize, usize, ExitStatus),
     fresh: Vec<Result<(), String>>,
     exits: Vec<ExitStatus>,
@@ -629,11 +636,11 @@ async fn run(
     let killed_at = Instant::now();
     let slot = KILL_BATCH % 3;
     let _ = instances[slot].exited(Duration::from_secs(5)).await;
-    let killed = (
+    let mut killed = vec![(
         slot,
         processes[slot].fetch_add(1, Ordering::SeqCst),
         killed_at,
-    );
+    )];
     tokio::time::sleep(KILLED_FOR).await;
     instances[slot].start(exe, env);
 
@@ -642,6 +649,24 @@ async fn run(
     signal(instances[slot].pid(), "-TERM");
     let status = instances[slot].exited(Duration::from_secs(15)).await;
     let terminated = (slot, processes[slot].fetch_add(1, Ordering::SeqCst), status);
+    instances[slot].start(exe, env);
+
+    let at = batch_at(STALL_KILL_BATCH);
+    tokio::time::sleep_until(at - Duration::from_millis(50)).await;
+    signal(redis.child.id(), "-STOP");
+    tokio::time::sleep_until(at + Duration::from_millis(150)).await;
+    let slot = STALL_KILL_BATCH % 3;
+    signal(instances[slot].pid(), "-KILL");
+    let killed_at = Instant::now();
+    tokio::time::sleep_until(at + Duration::from_millis(500)).await;
+    signal(redis.child.id(), "-CONT");
+    let _ = instances[slot].exited(Duration::from_secs(5)).await;
+    killed.push((
+        slot,
+        processes[slot].fetch_add(1, Ordering::SeqCst),
+        killed_at,
+    ));
+    tokio::time::sleep_until(at + Duration::from_millis(150) + KILLED_FOR).await;
     instances[slot].start(exe, env);
 
     tokio::time::sleep_until(batch_at(FREEZE_BATCH)).await;
@@ -731,7 +756,6 @@ impl Figures {
                 .copied()
                 .unwrap_or(0)
         };
-        let (kslot, kprocess, kat) = self.killed;
         let (tslot, tprocess, tstatus) = self.terminated;
         let by = |ack: &Option<Ack>, slot: usize, process: usize| {
             ack.is_some_and(|a| a.slot == slot && a.process == process)
@@ -746,9 +770,11 @@ impl Figures {
                 (None, _) => unhandled.push(format!("chaos-{i}: {:?}", o.failures)),
                 (Some(_), 1) => {}
                 (Some(a), 0)
-                    if by(&o.ack, kslot, kprocess)
-                        && a.at <= kat
-                        && kat.duration_since(a.at) <= KILL_WINDOW =>
+                    if self.killed.iter().any(|&(slot, process, at)| {
+                        by(&o.ack, slot, process)
+                            && a.at <= at
+                            && at.duration_since(a.at) <= KILL_WINDOW
+                    }) =>
                 {
                     lost_to_kill.push(i)
                 }
