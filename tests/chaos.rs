@@ -771,9 +771,10 @@ impl Figures {
                 (Some(_), 1) => {}
                 (Some(a), 0)
                     if self.killed.iter().any(|&(slot, process, at)| {
+                        // Acknowledged by that process, so before it died (the
+                        // answer may be timed a little after the kill was sent).
                         by(&o.ack, slot, process)
-                            && a.at <= at
-                            && at.duration_since(a.at) <= KILL_WINDOW
+                            && at.saturating_duration_since(a.at) <= KILL_WINDOW
                     }) =>
                 {
                     lost_to_kill.push(i)
