@@ -20,17 +20,23 @@
 //! | `mp` | `TOKEN[:AESKEY:APPID]` | a mini program or official account; with the key, safe and compatible mode too |
 //! | `wecom` | `TOKEN:AESKEY:CORPID[:AGENTID]` | a WeCom app: its callback's Token and key, its corp's CorpID (`ww…`); with AGENTID, a push for another agent of the corp (or for none) is refused (403), which matters when agents share a Token and key |
 //! | `component` | `TOKEN:AESKEY:COMPONENT_APPID:ORIGINAL_ID` | an Open Platform authoriser: NAME is its AppID (the `$APPID$` of the message URL, here `/wechat/$APPID$`), the keys are the component's, and pushes must be addressed to ORIGINAL_ID (`gh_…`) |
+//! | `component` | `TOKEN:AESKEY:COMPONENT_APPID` | the component's own authorisation-event URL (`component_verify_ticket`, `authorized`, `unauthorized`, `updateauthorized`), under any NAME (`/wechat/events` for `events=component:…`): these pushes carry the component's `AppId` where messages carry `ToUserName`, so an authoriser's entry (which wants its `gh_…`) refuses them (403), and this entry refuses messages to an authoriser (403); they are answered `success` |
 //!
+//! Both `component` forms follow the third-party platform's query: `msg_signature` is required,
+//! `signature` is checked when WeChat sends it (it does) but a push without one is served.
 //! ```sh
 //! WECHAT_APPS='shop=mp:ShopToken1:jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C:wx1111111111111111;
 //!              club=mp:ClubToken2;
 //!              hr=wecom:hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo:6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt:ww1436e0e65a779aee:1000002;
-//!              wxba5fad812f8e6fb9=component:AAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:wx134c8103faa5a59e:gh_97417a04a28d' \
+//!              wxba5fad812f8e6fb9=component:AAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:wx134c8103faa5a59e:gh_97417a04a28d;
+//!              events=component:AAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:wx134c8103faa5a59e' \
 //!   cargo run --example multi_app
 //! ```
 //!
 //! Here two mini programs (`shop` sealed, `club` in plaintext), one WeCom app (`hr`, agent
-//! 1000002 of its corp) and one authoriser; the WeCom app's URL in the admin console is
+//! 1000002 of its corp), one authoriser and the component's authorisation-event URL
+//! (`https://HOST/wechat/events` in the component's settings; its message URL is
+//! `https://HOST/wechat/$APPID$`); the WeCom app's URL in the admin console is
 //! `https://HOST/wechat/hr`, and its GET verification is answered by the layer.
 //!
 //! Why a list in one variable rather than a TOML file: it needs no parser crate, fits a
@@ -66,6 +72,9 @@ fn parse_app(entry: &str) -> Result<App, String> {
     let key = |s: &str| EncodingAesKey::new(s).map_err(|e| format!("{name}: {e}"));
     let token = |s: &str| Endpoint::new(s).map_err(|e| format!("{name}: {e}"));
     let app = |endpoint: Endpoint| App::new(name, endpoint).map_err(|e| format!("{name}: {e}"));
+    let component_endpoint = |t: &str, k: &str, component: &str| {
+        Endpoint::component(t, key(k)?, component).map_err(|e| format!("{name}: {e}"))
+    };
     let wecom = |t: &str, k: &str, corp: &str| {
         // Every WeCom push is sealed (safe mode only), for the corp's CorpID.
         Endpoint::wecom(t, key(k)?, ReceiveId::CorpId(corp.to_owned()))
@@ -83,15 +92,18 @@ fn parse_app(entry: &str) -> Result<App, String> {
                 .map_err(|_| format!("{name}: AGENTID {agent:?} is not a number"))?;
             Ok(app(wecom(t, k, corp)?)?.agent(agent))
         }
-        ["component", t, k, component, original_id] => Ok(app(token(t)?
-            .encryption(key(k)?, *component)
-            .map_err(|e| format!("{name}: {e}"))?
-            // The Open Platform seals every push (safe mode only).
-            .require_encryption(true))?
-        .recipient(*original_id)),
+        // The Open Platform seals every push (safe mode only), for the component's AppID;
+        // `msg_signature` is required, `signature` optional.
+        ["component", t, k, component, original_id] => {
+            Ok(app(component_endpoint(t, k, component)?)?.recipient(*original_id))
+        }
+        // The authorisation-event URL: its pushes carry the component's AppID as `AppId`.
+        ["component", t, k, component] => {
+            Ok(app(component_endpoint(t, k, component)?)?.recipient(*component))
+        }
         [kind, ..] => Err(format!(
             "{name}: unknown kind {kind:?} or wrong number of fields (mp:TOKEN[:AESKEY:APPID], \
-             wecom:TOKEN:AESKEY:CORPID[:AGENTID], component:TOKEN:AESKEY:COMPONENT_APPID:ORIGINAL_ID)"
+             wecom:TOKEN:AESKEY:CORPID[:AGENTID], component:TOKEN:AESKEY:COMPONENT_APPID[:ORIGINAL_ID])"
         )),
         [] => Err(format!("{name}: no kind")),
     }

@@ -1064,9 +1064,10 @@ fn a_bad_variable_is_a_start_up_error_naming_it() {
 // multi_app: not in CONTRACT.md; one push per app, then an app added by SIGHUP.
 
 /// `multi_app` serves each configured app with its own keys on `/wechat/{app}`: a plaintext
-/// and a sealed mini program, and an Open Platform authoriser (the component's keys, its
-/// original id checked); a push signed for one app is refused at another's path and an
-/// unknown app is 404; after an app is added to the file and SIGHUP is sent, it is served
+/// and a sealed mini program, an Open Platform authoriser (the component's keys, its
+/// original id checked, `msg_signature` required and `signature` optional) and the
+/// component's authorisation-event URL (ticket and `authorized` pushes, addressed by `AppId`);
+/// a push signed for one app is refused at another's path and an unknown app is 404; after an app is added to the file and SIGHUP is sent, it is served
 /// without a restart.
 #[tokio::test]
 async fn multi_app_serves_each_app_and_takes_a_new_one_on_sighup() {
@@ -1078,10 +1079,11 @@ async fn multi_app_serves_each_app_and_takes_a_new_one_on_sighup() {
         now()
     ));
     let apps = format!(
-        "# two mini programs and an authoriser\n\
+        "# two mini programs, an authoriser and the component's event URL\n\
          shop=mp:ShopToken1:{KEY}:wx1111111111111111\n\
          club=mp:ClubToken2\n\
-         wxba5fad812f8e6fb9=component:AAAAA:{COMPONENT_KEY}:wx134c8103faa5a59e:gh_97417a04a28d\n"
+         wxba5fad812f8e6fb9=component:AAAAA:{COMPONENT_KEY}:wx134c8103faa5a59e:gh_97417a04a28d\n\
+         events=component:AAAAA:{COMPONENT_KEY}:wx134c8103faa5a59e\n"
     );
     std::fs::write(&file, &apps).unwrap();
     let mut server = Server::spawn(
@@ -1183,6 +1185,82 @@ async fn multi_app_serves_each_app_and_takes_a_new_one_on_sighup() {
     );
     let (status, _) = post("/wechat/wxba5fad812f8e6fb9".into(), query, envelope).await;
     assert_eq!(status, 403);
+
+    // The third-party platform's query: `msg_signature` required, `signature` optional (but
+    // checked when present).
+    let component = |doc: String, nonce: &str| {
+        let key = wechat_push::EncodingAesKey::new(COMPONENT_KEY).unwrap();
+        let encrypt = crypto::encrypt(&key, doc.as_bytes(), "wx134c8103faa5a59e").unwrap();
+        let ts = now().to_string();
+        let msg_signature = signature::sign_message("AAAAA", &ts, nonce, &encrypt);
+        let query =
+            format!("timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_signature}");
+        let body = format!(
+            "<xml><AppId><![CDATA[wx134c8103faa5a59e]]></AppId><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        (query, body)
+    };
+    let (query, envelope) = component(text("gh_97417a04a28d", "no signature"), "3");
+    let (status, body) = post(
+        "/wechat/wxba5fad812f8e6fb9".into(),
+        query.clone(),
+        envelope.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(open(COMPONENT_KEY, "wx134c8103faa5a59e", &body)
+        .contains("<![CDATA[wxba5fad812f8e6fb9: no signature]]>"));
+    let forged = format!("signature=0000000000000000000000000000000000000000&{query}");
+    let (status, _) = post(
+        "/wechat/wxba5fad812f8e6fb9".into(),
+        forged,
+        envelope.clone(),
+    )
+    .await;
+    assert_eq!(status, 401, "a wrong signature is refused when present");
+    let (query, envelope) = component(text("gh_97417a04a28d", "without"), "4");
+    let (status, body) = post(
+        "/wechat/wxba5fad812f8e6fb9".into(),
+        query.replace("msg_signature=", "msg_signatur="),
+        envelope,
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (401, "missing msg_signature for Encrypt"),
+        "msg_signature is required"
+    );
+
+    // The authorisation-event URL (`events`): a ticket and an `authorized` push, which carry
+    // the component's AppId instead of a ToUserName, are answered `success` there, and refused
+    // at an authoriser's path; a message for an authoriser is refused there.
+    let ticket = format!(
+        "<xml><AppId><![CDATA[wx134c8103faa5a59e]]></AppId><CreateTime>{}</CreateTime>\
+         <InfoType><![CDATA[component_verify_ticket]]></InfoType>\
+         <ComponentVerifyTicket><![CDATA[ticket@@@chaos]]></ComponentVerifyTicket></xml>",
+        now()
+    );
+    let authorized = format!(
+        "<xml><AppId><![CDATA[wx134c8103faa5a59e]]></AppId><CreateTime>{}</CreateTime>\
+         <InfoType><![CDATA[authorized]]></InfoType><AuthorizerAppid><![CDATA[wxba5fad812f8e6fb9]]></AuthorizerAppid>\
+         <AuthorizationCode><![CDATA[queryauthcode@@@x]]></AuthorizationCode>\
+         <AuthorizationCodeExpiredTime>{}</AuthorizationCodeExpiredTime>\
+         <PreAuthCode><![CDATA[preauthcode@@@y]]></PreAuthCode></xml>",
+        now(),
+        now() + 3600
+    );
+    for (i, event) in [ticket, authorized].into_iter().enumerate() {
+        let (query, envelope) = component(event.clone(), &format!("5{i}"));
+        let (status, body) = post("/wechat/events".into(), query, envelope).await;
+        assert_eq!((status, body.as_str()), (200, "success"), "{event}");
+        let (query, envelope) = component(event.clone(), &format!("6{i}"));
+        let (status, _) = post("/wechat/wxba5fad812f8e6fb9".into(), query, envelope).await;
+        assert_eq!(status, 403, "{event}");
+    }
+    let (query, envelope) = component(text("gh_97417a04a28d", "wrong URL"), "7");
+    let (status, _) = post("/wechat/events".into(), query, envelope).await;
+    assert_eq!(status, 403);
+
     // Not configured (yet).
     let news = || {
         post(
@@ -1216,7 +1294,7 @@ async fn multi_app_serves_each_app_and_takes_a_new_one_on_sighup() {
     let (status, stderr) = server.exit();
     assert!(status.success(), "{status}: {stderr}");
     assert!(
-        stderr.contains("serving club, news, shop, wxba5fad812f8e6fb9"),
+        stderr.contains("serving club, events, news, shop, wxba5fad812f8e6fb9"),
         "{stderr}"
     );
     let _ = std::fs::remove_file(&file);

@@ -621,6 +621,133 @@ async fn a_wecom_push_for_one_agent_is_refused_at_another_agent_s_path() {
     );
 }
 
+/// A push V1's corp seals for agents `it` and `hr` whose decrypted document is `doc`, to `path`.
+fn wecom_sealed(path: &str, doc: &str) -> Request<Full<Bytes>> {
+    let v = wecom_v1();
+    let post = &v["post"];
+    let (token, ts, nonce) = (
+        v["token"].as_str().unwrap(),
+        post["timestamp"].as_str().unwrap(),
+        post["nonce"].as_str().unwrap(),
+    );
+    let key = EncodingAesKey::new(v["encoding_aes_key"].as_str().unwrap()).unwrap();
+    let corp = v["receive_id"].as_str().unwrap();
+    let encrypt = crypto::encrypt(&key, doc.as_bytes(), corp).unwrap();
+    Request::post(format!(
+        "{path}?msg_signature={}&timestamp={ts}&nonce={nonce}",
+        signature::sign_message(token, ts, nonce, &encrypt)
+    ))
+    .body(Full::new(Bytes::from(format!(
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+    ))))
+    .unwrap()
+}
+
+/// A decrypted push carrying two `AgentID`s (or two `ToUserName`s) is refused with 400 at
+/// either agent's path, in either order: the agent check cannot read one copy and the handler
+/// or the dedupe key the other. A third-party platform's event with two `AppId`s likewise.
+#[tokio::test]
+async fn a_push_with_two_agent_ids_or_two_recipients_is_refused_in_either_order() {
+    let registry: Apps = [
+        wecom_agent("it", 1000002),
+        wecom_agent("hr", 1000003).recipient("ww1436e0e65a779aee"),
+    ]
+    .into_iter()
+    .collect();
+    let layer = WechatLayer::apps(registry, ChooseApp::last_segment());
+    let doc = |fields: &str| {
+        format!(
+            "<xml><ToUserName>ww1436e0e65a779aee</ToUserName><FromUserName>u1</FromUserName>\
+             <CreateTime>1476422779</CreateTime><MsgType>text</MsgType><Content>hi</Content>\
+             <MsgId>1456453720</MsgId>{fields}</xml>"
+        )
+    };
+    let (a, b) = ("<AgentID>1000002</AgentID>", "<AgentID>1000003</AgentID>");
+    let cases = [
+        (doc(&format!("{a}{b}")), "duplicate AgentID"),
+        (doc(&format!("{b}{a}")), "duplicate AgentID"),
+        (doc(&format!("{a}<X>1</X>{a}")), "duplicate AgentID"),
+        (
+            doc(&format!("<ToUserName>ww0000000000000000</ToUserName>{a}")),
+            "duplicate ToUserName",
+        ),
+        (
+            format!(
+                "<xml><ToUserName>ww0000000000000000</ToUserName>{}",
+                &doc(b)["<xml>".len()..]
+            ),
+            "duplicate ToUserName",
+        ),
+    ];
+    for (doc, reason) in &cases {
+        for path in ["/wechat/it", "/wechat/hr"] {
+            let svc = layer.clone().layer(service_fn(must_not_be_called));
+            let response = svc.oneshot(wecom_sealed(path, doc)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} {doc}");
+            assert!(matches!(
+                response.extensions().get::<Rejection>(),
+                Some(Rejection::Malformed(_))
+            ));
+            let text = body_string(response.into_body()).await;
+            assert!(text.contains(reason), "{path} {doc}: {text}");
+        }
+    }
+    // One AgentID of each: served at its own agent's path, refused at the other's.
+    let served = Counter::default();
+    for (agent, own, other) in [
+        (a, "/wechat/it", "/wechat/hr"),
+        (b, "/wechat/hr", "/wechat/it"),
+    ] {
+        let svc = layer.clone().layer(service_fn({
+            let served = served.clone();
+            move |_: Request<Message>| {
+                served.hit();
+                async { Ok::<_, Infallible>(Reply::Success) }
+            }
+        }));
+        let response = svc
+            .clone()
+            .oneshot(wecom_sealed(own, &doc(agent)))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{own}");
+        let response = svc.oneshot(wecom_sealed(other, &doc(agent))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{other}");
+    }
+    assert_eq!(served.get(), 2);
+
+    // A third-party platform's event: its `AppId` is what the ticket store and the recipient
+    // check read.
+    for (first, second) in [
+        ("wxaaaaaaaaaaaaaaaa", "wxbbbbbbbbbbbbbbbb"),
+        ("wxbbbbbbbbbbbbbbbb", "wxaaaaaaaaaaaaaaaa"),
+    ] {
+        let event = format!(
+            "<xml><AppId>{first}</AppId><CreateTime>1413192605</CreateTime>\
+             <InfoType>component_verify_ticket</InfoType>\
+             <ComponentVerifyTicket>ticket@@@x</ComponentVerifyTicket><AppId>{second}</AppId></xml>"
+        );
+        let err = Message::from_xml(event.as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "duplicate AppId", "{event}");
+    }
+    // JSON: a repeated key, in either order, or an array.
+    let json = |agents: &str| {
+        format!(
+            r#"{{"ToUserName":"ww1436e0e65a779aee","FromUserName":"u1","CreateTime":1,"MsgType":"text","Content":"hi",{agents}}}"#
+        )
+    };
+    for agents in [
+        r#""AgentID":1000002,"AgentID":1000003"#,
+        r#""AgentID":1000003,"AgentID":"1000002""#,
+        r#""AgentID":[1000002,1000003]"#,
+    ] {
+        let err = Message::from_json(json(agents).as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "duplicate AgentID", "{agents}");
+    }
+    let one = Message::from_json(json(r#""AgentID":1000003"#).as_bytes()).unwrap();
+    assert_eq!(one.agent_id(), Some(1000003));
+}
+
 /// An app replaced or removed while one of its pushes is with the handler: that push finishes
 /// with the app it chose (its reply sealed with the old keys), the next push sees the change.
 #[tokio::test]

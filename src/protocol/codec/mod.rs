@@ -28,8 +28,9 @@
 //!   the same `f64` (`1.50` → `"1.5"`).
 //! * Repeated XML elements and JSON arrays become repeated entries in
 //!   [`Fields`]. A header field (`ToUserName`, `FromUserName`, `CreateTime`,
-//!   `MsgType`, `Event`, `MsgId`, `Encrypt`) or a modelled field that appears
-//!   twice is an error ([`DecodeErrorKind::DuplicateField`]); other repeated
+//!   `MsgType`, `Event`, `MsgId`, `Encrypt`), a field a check reads (WeCom's
+//!   `AgentID`, a third-party platform event's `AppId`) or a modelled field that
+//!   appears twice is an error ([`DecodeErrorKind::DuplicateField`]); other repeated
 //!   names (including duplicate JSON keys) are kept as repeated entries.
 //! * Nesting is limited to [`MAX_DEPTH`] levels.
 //! * XML: DOCTYPE is rejected (no DTD, no entity expansion); only the five
@@ -344,6 +345,13 @@ impl<'a> Doc<'a> {
             }
         }
         Ok(found)
+    }
+
+    /// Refuses a document with several fields named `name` still in place, leaving them
+    /// there: for an unmodelled field a check reads (`AgentID`), which must not depend on
+    /// which of two copies it reads.
+    pub(crate) fn ensure_unique(&self, name: &'static str) -> Result<(), DecodeError> {
+        self.find_unique(name).map(drop)
     }
 
     /// Removes and returns the only value named `name` (several → error).

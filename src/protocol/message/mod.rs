@@ -299,7 +299,8 @@ impl Message {
     }
 
     /// `AgentID`, the WeCom app, when the (decrypted) push carries a numeric one. It stays in
-    /// [`extra`](Self::extra) as well. The envelope's `AgentID` is not signed and never read.
+    /// [`extra`](Self::extra) as well; a push carrying two does not decode. The envelope's
+    /// `AgentID` is not signed and never read.
     pub fn agent_id(&self) -> Option<u64> {
         let id = self.extra.get("AgentID")?.as_text()?;
         id.trim().parse().ok()
@@ -332,6 +333,9 @@ impl Message {
     }
 
     pub(crate) fn from_doc(mut doc: Doc<'_>) -> Result<Message, DecodeError> {
+        // `AgentID` stays an extra field, but the agent check and the dedupe key read it:
+        // two of them would make their answer depend on the order.
+        doc.ensure_unique("AgentID")?;
         let to_user = match doc.take("ToUserName")? {
             Some(raw) => raw.into_string("ToUserName")?,
             None => return Message::from_info_doc(doc),
