@@ -52,6 +52,7 @@ fn executable(example: &str) -> PathBuf {
             (cfg!(feature = "tracing"), "tracing"),
             (cfg!(feature = "tokio"), "tokio"),
             (cfg!(feature = "client"), "client"),
+            (cfg!(feature = "redis"), "redis"),
         ] {
             if on {
                 features.push(feature);

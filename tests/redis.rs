@@ -4,7 +4,7 @@
 //!
 //! Without `redis-server` on the PATH each test prints a loud SKIPPED line and passes; with
 //! `CI=true` it fails instead (`.ci/run` installs the Debian package).
-#![cfg(all(feature = "redis", feature = "tracing"))]
+#![cfg(all(feature = "redis", feature = "client", feature = "tracing"))]
 
 mod common;
 

@@ -448,7 +448,7 @@ fn open(
     app_id: &str,
     id: KeyId,
 ) -> Result<Decrypted, DecryptError> {
-    if buf.is_empty() || buf.len() % 16 != 0 {
+    if buf.is_empty() || !buf.len().is_multiple_of(16) {
         return Err(DecryptError::Length(buf.len()));
     }
     let total = buf.len();
