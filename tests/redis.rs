@@ -971,7 +971,7 @@ async fn pushes_are_answered_in_time_while_redis_is_down_and_it_is_used_again_af
 }
 
 // ---------------------------------------------------------------------------------------
-// The example with REDIS_URL (CONTRACT.md, "Several instances")
+// The example with REDIS_URL (docs/examples.md, `customer_service`, `REDIS_URL`)
 // ---------------------------------------------------------------------------------------
 
 /// The example's server, configured from `env` as `main` reads the environment.

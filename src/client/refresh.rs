@@ -80,7 +80,7 @@ where
     /// This process's copy of the token, while it is valid: a send costs no store round trip
     /// (with Redis, one less per push). A token another instance saw rejected is used here
     /// until WeChat rejects it here too; the send that fails invalidates it and the retry reads
-    /// the store again (CONTRACT.md allows that one send).
+    /// the store again (that one send is the price of no store round trip per send).
     fn local_valid_token(&self) -> Option<AccessToken> {
         let inner = &*self.inner;
         let now = inner.clock.now();

@@ -7,7 +7,7 @@
 //! random(16) | msg_len (u32, big-endian) | msg | appid | PKCS#7 padding to a multiple of 32
 //! ```
 //!
-//! (PROTOCOL.md §4). [`decrypt`] checks every step and reports each failure as its own
+//! (docs/protocol.md §4). [`decrypt`] checks every step and reports each failure as its own
 //! [`DecryptError`]; [`encrypt`] builds the same layout around a fresh random prefix from the
 //! operating system.
 //!
@@ -39,7 +39,7 @@ use crate::random;
 type Aes256CbcDec<'a> = cbc::Decryptor<&'a aes::Aes256>;
 type Aes256CbcEnc<'a> = cbc::Encryptor<&'a aes::Aes256>;
 
-/// PKCS#7 block size WeChat pads to: the key length, 32 (PROTOCOL.md §4.1).
+/// PKCS#7 block size WeChat pads to: the key length, 32 (docs/protocol.md §4.1).
 const PAD_BLOCK: usize = 32;
 /// `random(16) | msg_len(4)`: the room [`seal_in_place`] expects before the message.
 const HEADER: usize = 20;
@@ -86,7 +86,7 @@ impl EncodingAesKey {
             return Err(InvalidEncodingAesKey::Character { position, found });
         }
         // Real keys often carry non-zero spare bits in the last character, which a strict
-        // decoder rejects (PROTOCOL.md §1). WHATWG's forgiving base64 ignores them (and the
+        // decoder rejects (docs/protocol.md §1). WHATWG's forgiving base64 ignores them (and the
         // missing `=`); its whitespace skipping does not matter after the check above.
         let bytes = base64_simd::forgiving_decode_to_vec(encoded.as_bytes())
             .map_err(|_| InvalidEncodingAesKey::Decode)?;
@@ -293,7 +293,7 @@ impl fmt::Debug for Decrypted {
     }
 }
 
-/// Why an `Encrypt` value could not be opened. Each step of PROTOCOL.md §4.4 has its variant.
+/// Why an `Encrypt` value could not be opened. Each step of docs/protocol.md §4.4 has its variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecryptError {
@@ -622,7 +622,7 @@ mod tests {
         assert_eq!(checked, 1 + 5 * 2 + 4);
     }
 
-    /// The platforms' sealing vectors (PLATFORMS.md §5): WeCom's reply (V3, wechatpy), the
+    /// The platforms' sealing vectors (docs/platforms.md §5): WeCom's reply (V3, wechatpy), the
     /// component's reply (V5, the official walkthrough) and WxJava's component crypto (V6).
     #[test]
     fn sealing_reproduces_the_platform_vectors() {

@@ -81,7 +81,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The receive id WeChat writes after the message inside every cipher text, which decryption
-/// checks byte for byte (PLATFORMS.md §1.3, §2.2). Which one applies depends on the kind of
+/// checks byte for byte (docs/platforms.md §1.3, §2.2). Which one applies depends on the kind of
 /// app, so it is named explicitly:
 ///
 /// | endpoint | receive id |
@@ -123,7 +123,7 @@ impl ReceiveId {
 /// encrypted, how the handshake and acknowledgements look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Platform {
-    /// Mini program or official account (PROTOCOL.md).
+    /// Mini program or official account (docs/protocol.md).
     Classic,
     /// WeCom app callback; `success_ack` for third-party instruction callbacks (SuiteID).
     WeCom { success_ack: bool },
@@ -202,7 +202,7 @@ impl Endpoint {
     /// A WeCom (企业微信) app callback: every push encrypted, signed with `msg_signature` only,
     /// decrypted with `key` and checked against `receive_id` (see [`ReceiveId`] for which one).
     ///
-    /// The GET verification decrypts `echostr` and answers the plaintext (PLATFORMS.md §1.2).
+    /// The GET verification decrypts `echostr` and answers the plaintext (docs/platforms.md §1.2).
     /// Acknowledgements ([`Reply::Success`], [`Reply::Empty`]) are answered with an empty body,
     /// as WeCom documents, except on a [`ReceiveId::SuiteId`] endpoint (third-party
     /// instruction callbacks), where both are answered `success`. Passive replies are sealed
@@ -214,7 +214,7 @@ impl Endpoint {
     /// use wechat_push::{EncodingAesKey, Endpoint, ReceiveId, Verified};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// // Tencent's sample app (PLATFORMS.md §5, V1).
+    /// // Tencent's sample app (docs/platforms.md §5, V1).
     /// let key = EncodingAesKey::new("6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt")?;
     /// let endpoint = Endpoint::wecom("hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo", key,
     ///     ReceiveId::CorpId("ww1436e0e65a779aee".into()))?
@@ -249,7 +249,7 @@ impl Endpoint {
     /// empty receive id, but the pushes are JSON with lower-case keys (`{"encrypt": …}`),
     /// decoded into [`Kind::Robot`](crate::message::Kind::Robot), and the sealed reply is the
     /// robot's JSON (`encrypt`, `msgsignature`, `timestamp`, `nonce`), reusing the request's
-    /// `nonce` as the robot documentation requires (PLATFORMS.md §1.10).
+    /// `nonce` as the robot documentation requires (docs/platforms.md §1.10).
     ///
     /// A [`Reply::Text`] becomes `{"msgtype":"text","text":{"content":…}}`; any other robot
     /// reply (`stream`, `template_card`, …) is given as a [`Reply::Document`] holding its JSON.
@@ -263,13 +263,13 @@ impl Endpoint {
     /// An Open Platform third-party platform (第三方平台, "component") endpoint: its
     /// authorisation-event URL and its message URL alike. Every push is encrypted with the
     /// component's Token and key and carries the component AppID as receive id, whatever
-    /// authoriser it concerns (PLATFORMS.md §2.2).
+    /// authoriser it concerns (docs/platforms.md §2.2).
     ///
     /// `msg_signature` is required; `signature` is checked when present. Authorisation events
     /// (`InfoType`) decode into [`Kind::Component`](crate::message::Kind::Component) and should
     /// be answered [`Reply::Success`] (what `()` turns into). Which authoriser a message-URL
     /// push is for is not authenticated by the crypto: the path carries it, and the decrypted
-    /// `ToUserName` must be checked against it (PLATFORMS.md §3.3).
+    /// `ToUserName` must be checked against it (docs/platforms.md §3.3).
     pub fn component(
         token: impl Into<String>,
         key: EncodingAesKey,
