@@ -70,7 +70,6 @@ pub use dedupe::RedisDedupeStore;
 pub use replay::RedisReplayStore;
 pub use ticket::RedisTicketStore;
 #[cfg(feature = "client")]
-#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub use token::RedisTokenStore;
 
 /// The key prefix by default.
@@ -113,7 +112,6 @@ impl RedisStores {
 
     /// The access-token store (features `redis` and `client`).
     #[cfg(feature = "client")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     pub fn token_store(&self) -> RedisTokenStore {
         RedisTokenStore::new(self.conn.clone())
     }
