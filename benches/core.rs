@@ -18,7 +18,7 @@
 //! same choice made on two threads at once (time per choice, per thread).
 //!
 //! `cargo bench --bench core`; `cargo bench --bench core -- --list` names the benches.
-//! `../shared/bench/inproc` times the peers' decrypt-and-parse and encrypt-a-reply functions
+//! The load harness's `inproc` bench (outside this repository) times the peers' decrypt-and-parse and encrypt-a-reply functions
 //! alone (no request, no framework, no handler), so its figures do not compare like for like
 //! with the layer benches here, which also parse the query, collect the body, call the
 //! handler and build the response.
@@ -57,7 +57,7 @@ fn plaintext(format: Format) -> &'static str {
 
 /// `Encrypt` for `msg` under [`KEY`] and [`APPID`] with a fixed prefix, so that every run times
 /// the same bytes. The crate only seals under fresh random prefixes, so this builds WeChat's
-/// layout itself (PROTOCOL.md §4: `prefix | msg_len (u32, big-endian) | msg | appid`, PKCS#7
+/// layout itself (docs/protocol.md §4: `prefix | msg_len (u32, big-endian) | msg | appid`, PKCS#7
 /// to 32 bytes, AES-256-CBC with IV = the key's first 16 bytes, standard base64) on the `aes`
 /// and `cbc` crates, as `tests/common`'s `reference_encrypt` does.
 fn encrypt_fixed(msg: &[u8]) -> String {

@@ -24,19 +24,19 @@
 //!
 //! ```sh
 //! WECHAT_TOKEN=Token123abc WECHAT_APPID=wx1234567890abcdef WECHAT_APP_SECRET=… \
-//!   cargo run --release --example customer_service
+//!   cargo run --release --features client --example customer_service
 //! ```
 //!
 //! Optional: `WECHAT_ENCODING_AES_KEY` (43 characters) to accept safe-mode pushes too, and
 //! `WECHAT_API_BASE` (default `https://api.weixin.qq.com`) to talk to another API host.
 //!
-//! Several instances: with `REDIS_URL` set (`redis://HOST:PORT[/DB]`; the `redis` feature,
-//! on by default), the access token and the dedupe records live in that Redis, shared by
+//! Several instances: with `REDIS_URL` set (`redis://HOST:PORT[/DB]`; built with the
+//! `redis` feature too), the access token and the dedupe records live in that Redis, shared by
 //! every instance started with the same URL:
 //!
 //! ```sh
 //! REDIS_URL=redis://127.0.0.1:6379/0 WECHAT_TOKEN=… WECHAT_APPID=… WECHAT_APP_SECRET=… \
-//!   cargo run --release --example customer_service
+//!   cargo run --release --features client,redis --example customer_service
 //! ```
 
 use std::convert::Infallible;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the committed seed corpus, fuzz/corpus/<target>/seed-*, from tests/data/vectors.json
-and the PROTOCOL.md section 5 samples (copied into fuzz/seeds/protocol-samples.txt, so the
-corpus can be rebuilt without the spec), plus truncations of each.
+and the sample pushes of WeChat's message-push documentation (kept in
+fuzz/seeds/protocol-samples.txt, so the corpus can be rebuilt offline), plus truncations of each.
 
 Run from anywhere: python3 fuzz/make_seeds.py  (it replaces every seed-* file).
 The input layouts are those of fuzz/src/lib.rs.
@@ -28,8 +28,8 @@ KEY_B = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 
 def protocol_samples():
-    """The ```xml and ```json blocks of PROTOCOL.md section 5, from the committed copy (or from
-    the spec, given as the first argument, which refreshes the copy)."""
+    """The sample pushes, from the committed copy; or, given a Markdown file as the first argument,
+    the ```xml and ```json blocks of its "## 5. " section (which refreshes the copy)."""
     if len(sys.argv) > 1:
         spec = pathlib.Path(sys.argv[1]).read_text()
         section = spec[spec.index("## 5. "):spec.index("## 6. ")]

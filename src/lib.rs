@@ -1,5 +1,7 @@
-#![doc = include_str!("../README.md")]
-#![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate's documentation is the README (its feature table included), so that docs.rs and
+// GitHub show the same guide. Its examples are complete programs that use every feature, so
+// they run as doctests (below) only when every feature is on, as `cargo test --all-features`.
+#![cfg_attr(not(doctest), doc = include_str!("../README.md"))]
 
 // The sans-IO protocol core: no tower, no tokio (see ARCHITECTURE.md).
 mod protocol;
@@ -13,20 +15,16 @@ pub mod store;
 pub mod ticket;
 
 #[cfg(feature = "client")]
-#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 #[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use middleware::axum;
 pub use protocol::{apps, codec, crypto, message, query, reply, signature};
 pub use retry::replay;
 #[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use retry::{deadline, dedupe};
 
 use protocol::{endpoint, random, rejection};
@@ -44,3 +42,15 @@ pub use middleware::{
 };
 pub use rejection::Rejection;
 pub use reply::Reply;
+
+/// The README's examples, as doctests: they are complete programs, written for every feature.
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "client",
+    feature = "redis",
+    feature = "tokio",
+    feature = "tracing"
+))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

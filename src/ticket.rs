@@ -2,7 +2,7 @@
 //!
 //! WeChat pushes the ticket to the platform's authorisation-event URL every ten minutes; it
 //! is valid twelve hours, there is no API to fetch it, and without it the platform cannot get
-//! its `component_access_token` (PLATFORMS.md §2.3). A [`TicketStore`] keeps the latest one,
+//! its `component_access_token` (docs/platforms.md §2.3). A [`TicketStore`] keeps the latest one,
 //! shared by every instance of a service when backed by Redis or a database.
 //!
 //! Give it to the layer serving the platform's authorisation-event URL with

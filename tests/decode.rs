@@ -1,4 +1,4 @@
-//! The sans-IO body decoder: every PROTOCOL.md §5 sample in XML and JSON, the
+//! The sans-IO body decoder: every sample push of WeChat's documentation (docs/protocol.md §5) in XML and JSON, the
 //! plaintexts and envelopes of `vectors.json`, malformed input, and a fuzz test.
 
 use std::borrow::Cow;

@@ -1,4 +1,4 @@
-//! CONTRACT.md against the example servers themselves: `passive_reply` and `axum_app` are built
+//! docs/examples.md against the example servers themselves: `passive_reply` and `axum_app` are built
 //! with cargo (this test's features plus `axum`, this test's profile), started as processes with
 //! `BIND=127.0.0.1:0`, found through their `listening on` line and driven over loopback HTTP with
 //! a real client (hyper-util's), or a raw TCP stream where the test must pace the body itself.
@@ -52,6 +52,7 @@ fn executable(example: &str) -> PathBuf {
             (cfg!(feature = "tracing"), "tracing"),
             (cfg!(feature = "tokio"), "tokio"),
             (cfg!(feature = "client"), "client"),
+            (cfg!(feature = "redis"), "redis"),
         ] {
             if on {
                 features.push(feature);
@@ -295,7 +296,7 @@ fn json_reply(content: &str) -> String {
     )
 }
 
-/// What CONTRACT.md says the answer to a probe is.
+/// What docs/examples.md says the answer to a probe is.
 #[derive(Debug)]
 enum Expect {
     /// 200 with this `Content-Type` and this body (sealed replies opened, see [`open_reply`]).
@@ -889,7 +890,7 @@ async fn streamed_oversize(addr: SocketAddr, query: &str, case: &Case) -> Answer
 
 const EXAMPLES: [&str; 2] = ["passive_reply", "axum_app"];
 
-/// Every row of CONTRACT.md's table for `/wechat` (and 404 elsewhere), asked of both examples:
+/// Every row of docs/examples.md's table for `/wechat` (and 404 elsewhere), asked of both examples:
 /// each answer is the contract's, and `axum_app` answers exactly as `passive_reply` does
 /// (status, `Content-Type`, a 405's `Allow`, the body; sealed replies verified, opened and
 /// compared opened). Then SIGTERM: both exit 0, and `axum_app`'s handler (which counts in its
@@ -1061,7 +1062,7 @@ fn a_bad_variable_is_a_start_up_error_naming_it() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// multi_app: not in CONTRACT.md; one push per app, then an app added by SIGHUP.
+// multi_app (docs/examples.md, `multi_app`): one push per app, then an app added by SIGHUP.
 
 /// `multi_app` serves each configured app with its own keys on `/wechat/{app}`: a plaintext
 /// and a sealed mini program, an Open Platform authoriser (the component's keys, its
@@ -1301,7 +1302,7 @@ async fn multi_app_serves_each_app_and_takes_a_new_one_on_sighup() {
 }
 
 /// `multi_app` configured from `WECHAT_APPS` as issue 15 puts it: two mini programs and one
-/// WeCom app (PLATFORMS.md §5 V1's Token, key and CorpID, bound to agent 1000002). The WeCom
+/// WeCom app (docs/platforms.md §5 V1's Token, key and CorpID, bound to agent 1000002). The WeCom
 /// GET verification (`msg_signature` over the encrypted `echostr`) is answered with the
 /// decrypted `echostr`; a WeCom text push is answered with a reply sealed for the CorpID,
 /// opened here with the tests' own AES code; a push for another agent of the corp is refused

@@ -2549,7 +2549,7 @@ async fn run_corpus(fx: &Fx, addr: SocketAddr, path: &str, calls: Counter, rows:
 }
 
 // ---------------------------------------------------------------------------------------------
-// WeCom: the same kind of corpus against a layer over `Endpoint::wecom` (PLATFORMS.md §1),
+// WeCom: the same kind of corpus against a layer over `Endpoint::wecom` (docs/platforms.md §1),
 // with Tencent's sample app (tests/data/platforms.json, V1) and its clock stopped.
 
 const W_TOKEN: &str = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo";

@@ -1,4 +1,4 @@
-//! The layer against every row of CONTRACT.md, driven with `oneshot` (no server). Handlers that
+//! The layer against every row of docs/examples.md's answer table, driven with `oneshot` (no server). Handlers that
 //! panic prove each short-circuit.
 
 mod common;

@@ -40,7 +40,7 @@ fn mini_program(name: &str, token: &str, appid: &str) -> App {
     App::new(name, endpoint).unwrap()
 }
 
-/// The Open Platform walkthrough's push (PLATFORMS.md §5 V5), copied into `tests/data`.
+/// The Open Platform walkthrough's push (docs/platforms.md §5 V5), copied into `tests/data`.
 fn v5() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/component_v5.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -62,7 +62,7 @@ fn component() -> Endpoint {
 }
 
 /// Apps `a` and `b` (two mini programs), and two component authorisers: the walkthrough's
-/// and one of the release-test accounts (PLATFORMS.md §2.5).
+/// and one of the release-test accounts (docs/platforms.md §2.5).
 fn apps() -> Apps {
     let v = v5();
     [
@@ -533,7 +533,7 @@ fn the_sans_io_core_checks_the_recipient_too() {
     assert_eq!(other.open(q, body).unwrap_err(), Rejection::WrongRecipient);
 }
 
-/// PLATFORMS.md §5 V1 (Tencent's WeCom sample, a push for agent 1000002), copied into
+/// docs/platforms.md §5 V1 (Tencent's WeCom sample, a push for agent 1000002), copied into
 /// `tests/data`.
 fn wecom_v1() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/platforms.json");

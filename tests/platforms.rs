@@ -1,5 +1,5 @@
 //! WeCom (企业微信) and Open Platform third-party-platform ("component") endpoints against
-//! every vector of PLATFORMS.md §5 (`tests/data/platforms.json`, re-derived with Python's
+//! every vector of docs/platforms.md §5 (`tests/data/platforms.json`, re-derived with Python's
 //! `cryptography`), through the layer: the GET verification, pushes in each format, passive
 //! replies opened with the tests' own AES implementation, and the rejection table with a
 //! handler that panics if called.
@@ -629,7 +629,7 @@ fn wecom_events_are_typed() {
     };
     assert_eq!((job.job_type.as_str(), job.err_code), ("export_taguser", 0));
 
-    // The official template_card_event sample (PLATFORMS.md §1.6).
+    // The official template_card_event sample (docs/platforms.md §1.6).
     let card = Message::from_xml(
         br#"<xml>
 <ToUserName><![CDATA[toUser]]></ToUserName>

@@ -4,7 +4,7 @@
 //!
 //! Without `redis-server` on the PATH each test prints a loud SKIPPED line and passes; with
 //! `CI=true` it fails instead (`.ci/run` installs the Debian package).
-#![cfg(all(feature = "redis", feature = "tracing"))]
+#![cfg(all(feature = "redis", feature = "client", feature = "tracing"))]
 
 mod common;
 
@@ -982,7 +982,7 @@ async fn pushes_are_answered_in_time_while_redis_is_down_and_it_is_used_again_af
 }
 
 // ---------------------------------------------------------------------------------------
-// The example with REDIS_URL (CONTRACT.md, "Several instances")
+// The example with REDIS_URL (docs/examples.md, `customer_service`, `REDIS_URL`)
 // ---------------------------------------------------------------------------------------
 
 /// The example's server, configured from `env` as `main` reads the environment.

@@ -1,6 +1,6 @@
 //! The layer behind real servers on 127.0.0.1, driven by a real HTTP client: hyper 1 through
 //! `TowerToHyperService`, axum with tower-http layers outside, and the `customer_service`
-//! example's server (for CONTRACT.md's retry row with a fresh query; its other contract tests
+//! example's server (for docs/examples.md's retry row with a fresh query; its other contract tests
 //! are in tests/customer_service.rs).
 
 mod common;
@@ -217,8 +217,8 @@ async fn axum_handler_sees_push_info() {
     );
 }
 
-/// CONTRACT.md, Retries: "the same push delivered 3 times (same body; same or fresh query) →
-/// one `custom/send` in all; all three answered 200", here with a fresh query each time: a
+/// docs/examples.md, `customer_service`, retries: a push delivered three times causes one
+/// `custom/send` in all and every delivery is answered 200; here with a fresh query each time: a
 /// new `timestamp` and `nonce`, so new signatures, around byte-identical bodies. Against the
 /// `customer_service` example's own server (dedupe and the 4 s deadline on, as it ships) and a
 /// loopback mock of the WeChat API.

@@ -6,7 +6,7 @@
 //! `aes` and `cbc` crates, so these tests do not check the crate against itself, and the other
 //! tests' known cipher texts rest on a sealer the vectors vouch for. The crate's own
 //! deterministic sealing is crate-private; its byte-for-byte check against these vectors is
-//! the unit test `sealing_reproduces_the_vectors` in `src/protocol/crypto.rs`.
+//! the unit test `sealing_reproduces_the_vectors` in `src/protocol/crypto/mod.rs`.
 
 mod common;
 

@@ -225,7 +225,7 @@ pub fn raw_encrypt(key: &str, plain: &[u8]) -> String {
     STANDARD.encode(&buf[..sealed])
 }
 
-/// `Encrypt` for `msg` under the raw key with a chosen prefix: WeChat's layout (PROTOCOL.md §4,
+/// `Encrypt` for `msg` under the raw key with a chosen prefix: WeChat's layout (docs/protocol.md §4,
 /// `prefix | msg_len (u32, big-endian) | msg | appid`, PKCS#7 to 32 bytes) under AES-256-CBC
 /// (IV = the key's first 16 bytes), standard base64. Built here on the `aes` and `cbc` crates,
 /// as the main crate's `tests/common` does (the crate itself seals only under fresh random

@@ -229,7 +229,7 @@ impl fmt::Display for ApiError {
 
 impl StdError for ApiError {}
 
-/// Named WeChat error codes worth handling (PROTOCOL.md §7.4).
+/// Named WeChat error codes worth handling (docs/protocol.md §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ApiErrorKind {

@@ -1,4 +1,4 @@
-//! Typed customer-service messages (PROTOCOL.md §7.1, §7.2).
+//! Typed customer-service messages (docs/protocol.md §7.1, §7.2).
 
 use serde::Serialize;
 

@@ -1,4 +1,4 @@
-//! The customer-service API client (PROTOCOL.md §7): send messages to a user, show the
+//! The customer-service API client (docs/protocol.md §7): send messages to a user, show the
 //! typing indicator, upload temporary media, all with one shared access token.
 //!
 //! A mini program cannot answer inside the push's HTTP response. It acknowledges the push

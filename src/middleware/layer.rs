@@ -339,7 +339,6 @@ impl<D, T, A> WechatLayer<D, T, PassThrough, A> {
 }
 
 #[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl<T, M, A> WechatLayer<Identity, T, M, A> {
     /// Handles each push once however often WeChat delivers it, recording replies in `store`
     /// for five minutes. See [`dedupe`](crate::dedupe).
@@ -364,7 +363,6 @@ impl<T, M, A> WechatLayer<Identity, T, M, A> {
 }
 
 #[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl<D, M, A> WechatLayer<D, Identity, M, A> {
     /// Answers `success` when the handler has not answered within `deadline` (4 s is a good
     /// value; WeChat gives up at 5 s), letting it finish in the background. Needs a Tokio

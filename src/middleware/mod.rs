@@ -3,7 +3,6 @@
 //! The checks themselves are the protocol core's ([`Endpoint`](crate::Endpoint)).
 
 #[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod future;
 mod layer;

@@ -2,7 +2,7 @@
 //!
 //! WeChat signs every callback with `signature = sha1(sort(token, timestamp, nonce))` and,
 //! in safe and compatible mode, the body with `msg_signature = sha1(sort(token, timestamp,
-//! nonce, Encrypt))` (PROTOCOL.md §2, §4.3). The inputs are sorted as byte strings, not as
+//! nonce, Encrypt))` (docs/protocol.md §2, §4.3). The inputs are sorted as byte strings, not as
 //! numbers, concatenated without separator and hashed; the result is sent as 40 lowercase hex
 //! digits.
 //!
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn sorts_as_bytes_not_numbers() {
-        // PROTOCOL.md §2: numerically 486452656 would sort first.
+        // docs/protocol.md §2: numerically 486452656 would sort first.
         let sig = sign("AAAAA", "1714037059", "486452656");
         assert_eq!(sig.to_string(), "899cf89e464efb63f54ddac96b0a0a235f53aa78");
     }

@@ -6,6 +6,7 @@
 //! reconnected by itself when the server comes back) and hands out the stores on it:
 //!
 //! ```no_run
+//! # #[cfg(feature = "client")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -55,6 +56,8 @@ mod connection;
 mod dedupe;
 mod replay;
 mod ticket;
+// The access-token store implements the client's `TokenStore`: it needs feature `client` too.
+#[cfg(feature = "client")]
 mod token;
 
 use std::fmt;
@@ -66,6 +69,7 @@ use connection::Connection;
 pub use dedupe::RedisDedupeStore;
 pub use replay::RedisReplayStore;
 pub use ticket::RedisTicketStore;
+#[cfg(feature = "client")]
 pub use token::RedisTokenStore;
 
 /// The key prefix by default.
@@ -106,7 +110,8 @@ impl RedisStores {
         Self::builder(url).build()
     }
 
-    /// The access-token store.
+    /// The access-token store (features `redis` and `client`).
+    #[cfg(feature = "client")]
     pub fn token_store(&self) -> RedisTokenStore {
         RedisTokenStore::new(self.conn.clone())
     }

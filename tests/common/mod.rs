@@ -272,7 +272,7 @@ pub async fn send(
     (parts.status, parts.headers, body)
 }
 
-/// WeChat's safe-mode plaintext for `msg` (PROTOCOL.md §4.2), padded (§4.1):
+/// WeChat's safe-mode plaintext for `msg` (docs/protocol.md §4.2), padded (§4.1):
 /// `prefix (16) | msg_len (u32, big-endian) | msg | appid`, then PKCS#7 to a multiple of 32
 /// bytes (a whole block of 32 × `0x20` when already aligned).
 pub fn reference_plaintext(prefix: [u8; 16], msg: &[u8], appid: &str) -> Vec<u8> {
@@ -286,7 +286,7 @@ pub fn reference_plaintext(prefix: [u8; 16], msg: &[u8], appid: &str) -> Vec<u8>
 }
 
 /// `Encrypt` for `msg` under the raw 32-byte AES key: [`reference_plaintext`], AES-256-CBC
-/// without padding (IV = the key's first 16 bytes), standard base64 (PROTOCOL.md §4.1).
+/// without padding (IV = the key's first 16 bytes), standard base64 (docs/protocol.md §4.1).
 ///
 /// Built here with the `aes`, `cbc` and `base64` crates, not with the crate's own sealing:
 /// tests that need a known cipher text for a known prefix compare the crate against this
@@ -322,7 +322,7 @@ pub fn reference_key(encoding_aes_key: &str) -> [u8; 32] {
         .unwrap()
 }
 
-/// Opens `Encrypt` the way WeChat does (PROTOCOL.md §4.4) with the `aes`, `cbc` and `base64`
+/// Opens `Encrypt` the way WeChat does (docs/protocol.md §4.4) with the `aes`, `cbc` and `base64`
 /// crates, not the crate's own code: the message, after checking that the receive id
 /// trailer is `receive_id` byte for byte (empty included).
 pub fn reference_decrypt(

@@ -1,4 +1,4 @@
-"""Sends the first N requests of a harness request file (shared/bench/gen.py's format: METHOD, PATH,
+"""Sends the first N requests of a harness request file (the load harness's gen.py format: METHOD, PATH,
 CONTENT_TYPE, BODY, tab-separated) over one keep-alive connection, one at a time, and checks that
 every answer has the workload's status (401 for W5, 200 otherwise).
 

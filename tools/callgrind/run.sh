@@ -8,7 +8,8 @@
 # Each server runs twice per workload under `valgrind --tool=callgrind`, driven over one
 # keep-alive connection with N1 and then N2 requests (drive.py); (cost(N2) - cost(N1)) / (N2 - N1)
 # is the cost of one request, start-up and shutdown cancelled out. Requests come from the
-# harness's gen.py (shared/bench, with its Python environment, as run.sh installs it), freshly
+# harness's gen.py (the project's load harness, outside this repository: set BENCH to its
+# directory; it uses the Python environment the harness's run.sh installs), freshly
 # timestamped before each run. Output: out/<server>.<workload>.<n> (callgrind files) and a
 # Markdown table per workload on stdout (breakdown.py).
 #
@@ -18,7 +19,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-BENCH=${BENCH:-$ROOT/../shared/bench}
+BENCH=${BENCH:?set BENCH to the load harness directory (outside this repository)}
 WORK=${BENCH_WORK:-$HOME/.cache/wxbench}
 : "${SUBJECT:=$ROOT/target/release/examples/passive_reply}" "${FLOOR:=$WORK/target/release/floor}"
 : "${WORKLOADS:=W1 W2 W3 W7}" "${N1:=500}" "${N2:=1500}" "${OUT:=$HERE/out}"

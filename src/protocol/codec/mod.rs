@@ -122,7 +122,7 @@ pub fn decode_envelope(body: &[u8]) -> Result<(Format, Envelope<'_>), DecodeErro
 }
 
 /// Decodes a WeCom push body: it must carry `Encrypt` (XML, JSON) or `encrypt` (JSON app
-/// callbacks and robots, PLATFORMS.md §1.10); WeCom never sends plaintext pushes. The other
+/// callbacks and robots, docs/platforms.md §1.10); WeCom never sends plaintext pushes. The other
 /// envelope fields (`ToUserName`, `AgentID`) are not signed and are ignored.
 pub fn decode_wecom_envelope(body: &[u8]) -> Result<(Format, Envelope<'_>), DecodeError> {
     let format = Format::sniff(body)?;

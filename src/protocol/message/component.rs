@@ -1,4 +1,4 @@
-//! Authorisation events of an Open Platform third-party platform (`InfoType`, PLATFORMS.md
+//! Authorisation events of an Open Platform third-party platform (`InfoType`, docs/platforms.md
 //! §2.3). They have no `ToUserName`, `FromUserName` or `MsgType`: the component's `AppId`
 //! stands for the receiver.
 

@@ -1,4 +1,4 @@
-//! WeCom intelligent-robot pushes (智能机器人, PLATFORMS.md §1.10): JSON with lower-case keys.
+//! WeCom intelligent-robot pushes (智能机器人, docs/platforms.md §1.10): JSON with lower-case keys.
 
 use std::borrow::Cow;
 

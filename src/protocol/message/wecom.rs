@@ -1,4 +1,4 @@
-//! The items of WeCom (企业微信) events (PLATFORMS.md §1.6).
+//! The items of WeCom (企业微信) events (docs/platforms.md §1.6).
 
 use std::borrow::Cow;
 

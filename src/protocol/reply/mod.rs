@@ -5,7 +5,7 @@
 //! customer-service API; an official account can answer in the HTTP response itself with a
 //! passive reply ([`Reply::Text`], [`Reply::News`], …). The layer fills in the addressing:
 //! `ToUserName` is the push's `FromUserName`, `FromUserName` its `ToUserName`, `CreateTime` the
-//! current time (PROTOCOL.md §6).
+//! current time (docs/protocol.md §6).
 //!
 //! ```
 //! use wechat_push::{Format, Reply};

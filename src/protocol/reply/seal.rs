@@ -1,5 +1,5 @@
 //! Sealing: a reply document encrypted, signed and wrapped in the `Encrypt` envelope for an
-//! encrypted push (PROTOCOL.md §4.5).
+//! encrypted push (docs/protocol.md §4.5).
 
 use base64_simd::STANDARD;
 
@@ -14,7 +14,7 @@ use super::Reply;
 
 /// Seals a clear reply document for an encrypted push: encrypts it under a fresh random prefix,
 /// signs it, and wraps it in the `Encrypt` / `MsgSignature` / `TimeStamp` / `Nonce` envelope
-/// (PROTOCOL.md §4.5), with a fresh random `Nonce` of one to ten decimal digits.
+/// (docs/protocol.md §4.5), with a fresh random `Nonce` of one to ten decimal digits.
 ///
 /// `timestamp` is the reply's time in Unix seconds. The prefix and the nonce are 24 bytes
 /// read from the operating system's random source for this reply alone (one `getrandom` call
@@ -47,7 +47,7 @@ pub(crate) fn seal_reply(
     Ok(sealer.seal(buf, random))
 }
 
-/// Seals a reply to a WeCom intelligent robot (PLATFORMS.md §1.10): the JSON document
+/// Seals a reply to a WeCom intelligent robot (docs/platforms.md §1.10): the JSON document
 /// (a [`Reply::Text`] becomes `{"msgtype":"text","text":{"content":…}}`, a
 /// [`Reply::Document`] is taken as it is) encrypted with an empty receive id, in the robot's
 /// envelope `{"encrypt","msgsignature","timestamp","nonce"}`: lower-case keys, the timestamp

@@ -1,4 +1,4 @@
-//! The reply model, writer and sealer against PROTOCOL.md §6 and the vectors.
+//! The reply model, writer and sealer against docs/protocol.md §6 and the vectors.
 
 use super::write::{cdata, fmt_u64, itoa_buf, json_string};
 use super::*;
@@ -64,7 +64,7 @@ fn formats_numbers() {
 }
 
 // -----------------------------------------------------------------------------------
-// Whole reply documents against PROTOCOL.md §6, field by field.
+// Whole reply documents against docs/protocol.md §6, field by field.
 // -----------------------------------------------------------------------------------
 
 /// One XML element of a reply document, as §6 writes them: child elements, or one value,

@@ -30,7 +30,7 @@ use crate::protocol::hex;
 /// WeCom: the agents of one corp share its CorpID as `ToUserName`, so a push naming its
 /// `AgentID` is scoped by it too (`corp/agent|…`); system events (`FromUserName` `sys`,
 /// no `MsgId`) are keyed by their document, so two contact changes in the same second do not
-/// collide (PLATFORMS.md §1.8). A robot push is keyed by its `msgid`.
+/// collide (docs/platforms.md §1.8). A robot push is keyed by its `msgid`.
 pub fn dedupe_key(message: &Message, document: &[u8]) -> String {
     let mut key = String::with_capacity(64);
     push_key(&mut key, message, document);

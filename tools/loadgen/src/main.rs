@@ -28,7 +28,7 @@
 //! | `--sample SECS` | `10` | RSS sampling period with `--spawn` |
 //! | `--token T`, `--appid A`, `--aes-key K` | `WECHAT_TOKEN`, `WECHAT_APPID`, `WECHAT_ENCODING_AES_KEY`, else the README's example values | what the requests are signed and encrypted with (and, with `--spawn`, what the server gets) |
 //! | `--plain-only` | | no encrypted requests (for a server without `WECHAT_ENCODING_AES_KEY`) |
-//! | `--no-check` | | count answers by status without checking them: for measuring, with the same client, a server that checks nothing (such as `shared/bench/floor`, which answers `success` to everything) |
+//! | `--no-check` | | count answers by status without checking them: for measuring, with the same client, a server that checks nothing (such as the load harness's floor, which answers `success` to everything) |
 //! | `--path P` | `/wechat` | the callback path |
 //! | `--ack` | | valid text pushes are answered `success` (a server acknowledging and answering through the customer-service API, such as `examples/customer_service`) |
 //! | `--mock-api` | | with `--spawn`: serve a loopback WeChat API (`stable_token` answers a token, everything else `errcode` 0) and point the server at it (`WECHAT_API_BASE`, `WECHAT_APP_SECRET`); the summary counts its requests |

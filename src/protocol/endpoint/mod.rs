@@ -32,16 +32,24 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::Method;
-
-use crate::codec::{self, Envelope, Format};
-use crate::crypto::{Decrypted, EncodingAesKey, KeyId, KeyRing};
+use crate::codec::Format;
+use crate::crypto::{EncodingAesKey, KeyId, KeyRing};
 use crate::message::Message;
-use crate::query::{CallbackQuery, EncryptType, QueryError, Signed};
+use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
-use crate::reply::{self, Reply, Sealer};
+// Named by the documentation only.
+#[cfg(doc)]
+use crate::reply::Reply;
 use crate::signature;
+
+mod answer;
+mod check;
+mod open;
+
+pub(crate) use answer::is_document;
+pub use answer::Answer;
+pub use check::Verified;
+pub use open::{OpenedPush, PushInfo};
 
 /// The default timestamp tolerance: 300 s, as Stripe allows for its webhooks.
 pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
@@ -81,7 +89,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The receive id WeChat writes after the message inside every cipher text, which decryption
-/// checks byte for byte (PLATFORMS.md §1.3, §2.2). Which one applies depends on the kind of
+/// checks byte for byte (docs/platforms.md §1.3, §2.2). Which one applies depends on the kind of
 /// app, so it is named explicitly:
 ///
 /// | endpoint | receive id |
@@ -123,7 +131,7 @@ impl ReceiveId {
 /// encrypted, how the handshake and acknowledgements look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Platform {
-    /// Mini program or official account (PROTOCOL.md).
+    /// Mini program or official account (docs/protocol.md).
     Classic,
     /// WeCom app callback; `success_ack` for third-party instruction callbacks (SuiteID).
     WeCom { success_ack: bool },
@@ -202,7 +210,7 @@ impl Endpoint {
     /// A WeCom (企业微信) app callback: every push encrypted, signed with `msg_signature` only,
     /// decrypted with `key` and checked against `receive_id` (see [`ReceiveId`] for which one).
     ///
-    /// The GET verification decrypts `echostr` and answers the plaintext (PLATFORMS.md §1.2).
+    /// The GET verification decrypts `echostr` and answers the plaintext (docs/platforms.md §1.2).
     /// Acknowledgements ([`Reply::Success`], [`Reply::Empty`]) are answered with an empty body,
     /// as WeCom documents, except on a [`ReceiveId::SuiteId`] endpoint (third-party
     /// instruction callbacks), where both are answered `success`. Passive replies are sealed
@@ -214,7 +222,7 @@ impl Endpoint {
     /// use wechat_push::{EncodingAesKey, Endpoint, ReceiveId, Verified};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// // Tencent's sample app (PLATFORMS.md §5, V1).
+    /// // Tencent's sample app (docs/platforms.md §5, V1).
     /// let key = EncodingAesKey::new("6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt")?;
     /// let endpoint = Endpoint::wecom("hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo", key,
     ///     ReceiveId::CorpId("ww1436e0e65a779aee".into()))?
@@ -249,7 +257,7 @@ impl Endpoint {
     /// empty receive id, but the pushes are JSON with lower-case keys (`{"encrypt": …}`),
     /// decoded into [`Kind::Robot`](crate::message::Kind::Robot), and the sealed reply is the
     /// robot's JSON (`encrypt`, `msgsignature`, `timestamp`, `nonce`), reusing the request's
-    /// `nonce` as the robot documentation requires (PLATFORMS.md §1.10).
+    /// `nonce` as the robot documentation requires (docs/platforms.md §1.10).
     ///
     /// A [`Reply::Text`] becomes `{"msgtype":"text","text":{"content":…}}`; any other robot
     /// reply (`stream`, `template_card`, …) is given as a [`Reply::Document`] holding its JSON.
@@ -263,13 +271,13 @@ impl Endpoint {
     /// An Open Platform third-party platform (第三方平台, "component") endpoint: its
     /// authorisation-event URL and its message URL alike. Every push is encrypted with the
     /// component's Token and key and carries the component AppID as receive id, whatever
-    /// authoriser it concerns (PLATFORMS.md §2.2).
+    /// authoriser it concerns (docs/platforms.md §2.2).
     ///
     /// `msg_signature` is required; `signature` is checked when present. Authorisation events
     /// (`InfoType`) decode into [`Kind::Component`](crate::message::Kind::Component) and should
     /// be answered [`Reply::Success`] (what `()` turns into). Which authoriser a message-URL
     /// push is for is not authenticated by the crypto: the path carries it, and the decrypted
-    /// `ToUserName` must be checked against it (PLATFORMS.md §3.3).
+    /// `ToUserName` must be checked against it (docs/platforms.md §3.3).
     pub fn component(
         token: impl Into<String>,
         key: EncodingAesKey,
@@ -359,337 +367,6 @@ impl Endpoint {
             Err(Rejection::BadMsgSignature)
         }
     }
-
-    /// Checks method, signature and freshness: everything that can be decided before the body
-    /// is read. Only GET and POST pass; a GET must carry `echostr`.
-    ///
-    /// On a WeCom endpoint the GET is verified with `msg_signature` over the encrypted
-    /// `echostr`, which is then decrypted: the handshake's body is its plaintext.
-    pub fn check(&self, method: &Method, query: Option<&str>) -> Result<Verified, Rejection> {
-        let is_get = method == Method::GET;
-        if !is_get && method != Method::POST {
-            return Err(Rejection::MethodNotAllowed);
-        }
-        let query = query.unwrap_or("");
-        match self.platform {
-            Platform::Classic => self.check_classic(is_get, query),
-            Platform::WeCom { .. } | Platform::WeComRobot => self.check_wecom(is_get, query),
-            Platform::Component => self.check_component(is_get, query),
-        }
-    }
-
-    fn check_classic(&self, is_get: bool, query: &str) -> Result<Verified, Rejection> {
-        let query = parse_query(query, Signed::Plain)?;
-        self.check_signature(&query)?;
-        self.check_fresh(&query)?;
-        if is_get {
-            return echo(&query);
-        }
-        match query.encrypt_type() {
-            EncryptType::Aes if self.keys.is_none() => Err(Rejection::EncryptionNotConfigured),
-            EncryptType::Plain if self.require_encryption => Err(Rejection::EncryptionRequired),
-            _ => Ok(Verified::Push(query)),
-        }
-    }
-
-    fn check_wecom(&self, is_get: bool, query: &str) -> Result<Verified, Rejection> {
-        let query = parse_query(query, Signed::Message)?;
-        if !is_get {
-            // `msg_signature` covers the body's `Encrypt`: `open` verifies it.
-            self.check_fresh(&query)?;
-            return Ok(Verified::Push(query));
-        }
-        let echostr = query.echostr().ok_or(Rejection::MissingEchostr)?;
-        self.verify_msg_signature(&query, echostr)?;
-        self.check_fresh(&query)?;
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(Rejection::EncryptionNotConfigured)?;
-        let opened = keys.decrypt(echostr).map_err(Rejection::Decrypt)?;
-        Ok(Verified::Handshake(Bytes::copy_from_slice(
-            opened.as_bytes(),
-        )))
-    }
-
-    fn check_component(&self, is_get: bool, query: &str) -> Result<Verified, Rejection> {
-        let query = parse_query(query, Signed::Either)?;
-        if is_get || !query.signature().is_empty() {
-            if query.signature().is_empty() {
-                return Err(Rejection::MissingSignature("signature"));
-            }
-            self.check_signature(&query)?;
-        }
-        self.check_fresh(&query)?;
-        if is_get {
-            return echo(&query);
-        }
-        if query.msg_signature().is_none() {
-            return Err(Rejection::MissingMsgSignature);
-        }
-        Ok(Verified::Push(query))
-    }
-
-    fn check_signature(&self, query: &CallbackQuery) -> Result<(), Rejection> {
-        if signature::verify(
-            query.signature(),
-            &self.token,
-            query.timestamp(),
-            query.nonce(),
-        ) {
-            Ok(())
-        } else {
-            Err(Rejection::BadSignature)
-        }
-    }
-
-    fn check_fresh(&self, query: &CallbackQuery) -> Result<(), Rejection> {
-        if let Some(tolerance) = self.tolerance {
-            if self.now().abs_diff(query.timestamp_secs()) > tolerance.as_secs() {
-                return Err(Rejection::StaleTimestamp {
-                    timestamp: query.timestamp_secs(),
-                    tolerance,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Opens a push's body: verifies `msg_signature`, decrypts (safe and compatible mode) and
-    /// decodes it, `query` being what [`check`](Self::check) verified.
-    pub fn open<'a>(
-        &self,
-        query: CallbackQuery,
-        body: &'a [u8],
-    ) -> Result<OpenedPush<'a>, Rejection> {
-        let (format, envelope) = match self.platform {
-            Platform::WeCom { .. } | Platform::WeComRobot => codec::decode_wecom_envelope(body),
-            Platform::Classic | Platform::Component => codec::decode_envelope(body),
-        }
-        .map_err(Rejection::Malformed)?;
-        let (message, key, document) = match envelope {
-            Envelope::Plain(message) => {
-                if query.encrypt_type() == EncryptType::Aes || self.platform != Platform::Classic {
-                    return Err(Rejection::MissingEncrypt);
-                }
-                (message, None, Document::Body(body))
-            }
-            Envelope::Encrypted(encrypt) => {
-                self.verify_msg_signature(&query, &encrypt)?;
-                let keys = self
-                    .keys
-                    .as_ref()
-                    .ok_or(Rejection::EncryptionNotConfigured)?;
-                let opened = keys.decrypt(&encrypt).map_err(Rejection::Decrypt)?;
-                let plain = opened.as_bytes();
-                let message = match self.platform {
-                    Platform::Classic | Platform::Component => codec::decode_message(format, plain),
-                    // WeCom's envelope and document formats are sniffed separately.
-                    Platform::WeCom { .. } => {
-                        Format::sniff(plain).and_then(|f| codec::decode_message(f, plain))
-                    }
-                    Platform::WeComRobot => Message::from_robot_json(plain),
-                }
-                .map_err(Rejection::Malformed)?;
-                (message, Some(opened.key()), Document::Decrypted(opened))
-            }
-        };
-        let nonce = match self.platform {
-            Platform::WeComRobot => query.nonce(),
-            _ => "",
-        };
-        let reply_to = ReplyTo::new(&message, format, key, nonce);
-        let info = PushInfo { query, format, key };
-        Ok(OpenedPush {
-            message,
-            info,
-            reply_to,
-            document,
-        })
-    }
-
-    /// The answer to a push: the clear reply document, or the sealed envelope when the push
-    /// was encrypted; acknowledgements (`success`, empty), and a [`Reply::Document`] that is
-    /// not a reply document (`<xml…` or `{…`), always in clear.
-    ///
-    /// On WeCom, acknowledgements are an empty body (`success` on a [`ReceiveId::SuiteId`]
-    /// endpoint); see [`wecom`](Self::wecom) and [`wecom_robot`](Self::wecom_robot).
-    ///
-    /// Fails when the operating system's random source fails while sealing
-    /// ([`Rejection::Random`]), and when the reply does not exist on this platform
-    /// ([`Rejection::UnsupportedReply`]).
-    pub fn answer(&self, to: &ReplyTo, reply: &Reply) -> Result<Answer, Rejection> {
-        if let Some(ack) = reply.ack_body() {
-            let ack: &'static [u8] = match self.platform {
-                Platform::Classic | Platform::Component => ack,
-                Platform::WeCom { success_ack: true } => b"success",
-                Platform::WeCom { success_ack: false } | Platform::WeComRobot => b"",
-            };
-            return Ok(Answer {
-                body: Bytes::from_static(ack),
-                content_type: TEXT_PLAIN,
-            });
-        }
-        if let Reply::Document(text) = reply {
-            if !is_document(text) {
-                // Not a reply document: nothing to seal, sent as it is.
-                return Ok(Answer {
-                    body: text.clone(),
-                    content_type: TEXT_PLAIN,
-                });
-            }
-        }
-        if self.platform.is_wecom()
-            && matches!(
-                reply,
-                Reply::Music(_) | Reply::TransferCustomerService { .. }
-            )
-        {
-            return Err(Rejection::UnsupportedReply);
-        }
-        let now = self.now();
-        let body = match (to.key, &self.keys) {
-            (Some(id), Some(keys)) if self.platform == Platform::WeComRobot => {
-                reply::seal_robot_reply(reply, keys.key(id), &self.token, now, to.nonce())?
-            }
-            (Some(id), Some(keys)) => {
-                let sealer = Sealer::new(to.format, keys.key(id), keys.app_id(), &self.token, now);
-                reply::seal_reply(reply, to.addressee(), to.sender(), sealer)
-                    .map_err(|_| Rejection::Random)?
-            }
-            _ => reply.encode(to.format, to.addressee(), to.sender(), now),
-        };
-        Ok(Answer {
-            body: Bytes::from(body),
-            content_type: to.format.content_type(),
-        })
-    }
-}
-
-fn parse_query(query: &str, signed: Signed) -> Result<CallbackQuery, Rejection> {
-    CallbackQuery::parse_for(query, signed).map_err(|e| match e {
-        QueryError::Missing(p) => Rejection::MissingSignature(p),
-        e => Rejection::Query(e),
-    })
-}
-
-/// The plain handshake: `echostr`, verbatim.
-fn echo(query: &CallbackQuery) -> Result<Verified, Rejection> {
-    match query.echostr() {
-        Some(echo) => Ok(Verified::Handshake(Bytes::copy_from_slice(echo.as_bytes()))),
-        None => Err(Rejection::MissingEchostr),
-    }
-}
-
-const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
-
-/// Whether `body` is a reply document (`<xml…` or `{…`, after leading white space): what is
-/// sealed for an encrypted push. Anything else (`ok`, `success`) is sent as it is.
-pub(crate) fn is_document(body: &[u8]) -> bool {
-    let start = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(body.len());
-    let body = &body[start..];
-    body.starts_with(b"<xml") || body.starts_with(b"{")
-}
-
-/// A query that passed [`Endpoint::check`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Verified {
-    /// A GET handshake: answer these bytes, verbatim, with 200: the `echostr`, or on WeCom
-    /// its decrypted plaintext.
-    Handshake(Bytes),
-    /// A POST whose body is still to be read, then given to [`Endpoint::open`].
-    Push(CallbackQuery),
-}
-
-/// What the endpoint verified about a push. The layer's handler finds it in the request's
-/// extensions:
-///
-/// ```
-/// use http::Request;
-/// use wechat_push::{Message, PushInfo};
-///
-/// fn sender(req: &Request<Message>) -> Option<&str> {
-///     req.extensions().get::<PushInfo>()?.query().openid()
-/// }
-/// ```
-#[derive(Clone, Debug)]
-pub struct PushInfo {
-    query: CallbackQuery,
-    format: Format,
-    key: Option<KeyId>,
-}
-
-impl PushInfo {
-    /// The verified query: `openid`, `timestamp`, `nonce`, signatures.
-    pub fn query(&self) -> &CallbackQuery {
-        &self.query
-    }
-
-    /// The format the push came in (and the reply goes out in).
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
-    /// Whether the push was encrypted (safe or compatible mode).
-    pub fn is_encrypted(&self) -> bool {
-        self.key.is_some()
-    }
-
-    /// The key that opened an encrypted push.
-    pub fn key(&self) -> Option<KeyId> {
-        self.key
-    }
-}
-
-/// A push that passed every check of [`Endpoint::open`].
-#[derive(Debug)]
-pub struct OpenedPush<'a> {
-    message: Message,
-    info: PushInfo,
-    reply_to: ReplyTo,
-    document: Document<'a>,
-}
-
-/// The push's document: the body itself, or what it decrypted to.
-#[derive(Debug)]
-enum Document<'a> {
-    Body(&'a [u8]),
-    Decrypted(Decrypted),
-}
-
-impl<'a> OpenedPush<'a> {
-    /// The decoded push.
-    pub fn message(&self) -> &Message {
-        &self.message
-    }
-
-    /// What was verified about it.
-    pub fn info(&self) -> &PushInfo {
-        &self.info
-    }
-
-    /// Where its reply goes, for [`Endpoint::answer`].
-    pub fn reply_to(&self) -> &ReplyTo {
-        &self.reply_to
-    }
-
-    /// The push's XML or JSON document: the body of a plaintext push, the decrypted document
-    /// of an encrypted one. A retry of a push carries the same document.
-    pub fn document(&self) -> &[u8] {
-        match &self.document {
-            Document::Body(body) => body,
-            Document::Decrypted(opened) => opened.as_bytes(),
-        }
-    }
-
-    /// The message, what was verified, and where the reply goes.
-    pub fn into_parts(self) -> (Message, PushInfo, ReplyTo) {
-        (self.message, self.info, self.reply_to)
-    }
 }
 
 /// Where a push's reply goes and how it is sealed: the push's sender and receiver, its format,
@@ -750,30 +427,6 @@ impl ReplyTo {
     /// Whether the reply will be sealed.
     pub fn is_encrypted(&self) -> bool {
         self.key.is_some()
-    }
-}
-
-/// The body and content type answering a push, from [`Endpoint::answer`]. Sent with 200.
-#[derive(Clone, Debug)]
-pub struct Answer {
-    body: Bytes,
-    content_type: &'static str,
-}
-
-impl Answer {
-    /// The response body.
-    pub fn body(&self) -> &Bytes {
-        &self.body
-    }
-
-    /// The response body, owned.
-    pub fn into_body(self) -> Bytes {
-        self.body
-    }
-
-    /// The `Content-Type` to send it with.
-    pub fn content_type(&self) -> &'static str {
-        self.content_type
     }
 }
 

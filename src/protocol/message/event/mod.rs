@@ -2,9 +2,17 @@
 
 use std::borrow::Cow;
 
+use super::node_doc;
 use super::wecom::{self, BatchJob, ContactChange, ExternalContactChange, TemplateCardEvent};
-use super::{node_doc, Fields};
-use crate::codec::{DecodeError, Doc, Raw};
+use crate::codec::{DecodeError, Doc};
+
+mod media_check;
+mod subscribe;
+
+use media_check::media_check;
+pub use media_check::{MediaCheck, MediaCheckDetail, MediaCheckResult, Suggest};
+use subscribe::{list, status};
+pub use subscribe::{PopupItem, SentItem, StatusItem, SubscribeStatus};
 
 /// A typed event, by its `Event` value.
 ///
@@ -132,174 +140,6 @@ pub enum Event {
         /// The raw `Event` value.
         event: String,
     },
-}
-
-/// The user's choice for one template (`SubscribeStatusString`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SubscribeStatus {
-    /// `accept`.
-    Accept,
-    /// `reject`.
-    Reject,
-    /// `ban`.
-    Ban,
-    /// `acceptWithAudio`.
-    AcceptWithAudio,
-    /// `acceptWithAlert`.
-    AcceptWithAlert,
-    /// Any other value, as sent.
-    Other(String),
-}
-
-impl SubscribeStatus {
-    fn parse(s: Cow<'_, str>) -> Self {
-        match &*s {
-            "accept" => Self::Accept,
-            "reject" => Self::Reject,
-            "ban" => Self::Ban,
-            "acceptWithAudio" => Self::AcceptWithAudio,
-            "acceptWithAlert" => Self::AcceptWithAlert,
-            _ => Self::Other(s.into_owned()),
-        }
-    }
-
-    /// The wire value.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Accept => "accept",
-            Self::Reject => "reject",
-            Self::Ban => "ban",
-            Self::AcceptWithAudio => "acceptWithAudio",
-            Self::AcceptWithAlert => "acceptWithAlert",
-            Self::Other(s) => s,
-        }
-    }
-}
-
-/// One `List` item of `subscribe_msg_popup_event`.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct PopupItem {
-    /// `TemplateId`.
-    pub template_id: String,
-    /// `SubscribeStatusString`.
-    pub status: SubscribeStatus,
-    /// `PopupScene` (0 mini-program page; official accounts: 1 H5, 2 article).
-    pub popup_scene: Option<u32>,
-    /// Unmodelled fields of the item.
-    pub extra: Fields,
-}
-
-/// One `List` item of `subscribe_msg_change_event`.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct StatusItem {
-    /// `TemplateId`.
-    pub template_id: String,
-    /// `SubscribeStatusString` (currently always `reject`).
-    pub status: SubscribeStatus,
-    /// Unmodelled fields of the item.
-    pub extra: Fields,
-}
-
-/// One `List` item of `subscribe_msg_sent_event`.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct SentItem {
-    /// `TemplateId`.
-    pub template_id: String,
-    /// `MsgID`: the id returned by the send call.
-    pub msg_id: u64,
-    /// `ErrorCode`: 0 on success (e.g. 43101: the user refused).
-    pub error_code: i64,
-    /// `ErrorStatus`.
-    pub error_status: String,
-    /// Unmodelled fields of the item.
-    pub extra: Fields,
-}
-
-/// A content-security verdict (`suggest`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Suggest {
-    /// `pass`.
-    Pass,
-    /// `review`.
-    Review,
-    /// `risky`.
-    Risky,
-    /// Any other value, as sent.
-    Other(String),
-}
-
-impl Suggest {
-    fn parse(s: Cow<'_, str>) -> Self {
-        match &*s {
-            "pass" => Self::Pass,
-            "review" => Self::Review,
-            "risky" => Self::Risky,
-            _ => Self::Other(s.into_owned()),
-        }
-    }
-
-    /// The wire value.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Pass => "pass",
-            Self::Review => "review",
-            Self::Risky => "risky",
-            Self::Other(s) => s,
-        }
-    }
-}
-
-/// `wxa_media_check`: the result of `mediaCheckAsync`. Match it on `trace_id`.
-/// Other fields (`errcode`, `errmsg`, v1's `isrisky`, …) are in
-/// [`Message::extra`](super::Message::extra).
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct MediaCheck {
-    /// `appid`.
-    pub app_id: String,
-    /// `trace_id`.
-    pub trace_id: String,
-    /// `version` (2 for the current API; absent in v1 pushes).
-    pub version: Option<u32>,
-    /// `result`: the verdict to use (v2).
-    pub result: Option<MediaCheckResult>,
-    /// `detail`: per-strategy results (may be empty).
-    pub detail: Vec<MediaCheckDetail>,
-}
-
-/// `result` of a [`MediaCheck`].
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct MediaCheckResult {
-    /// `suggest`.
-    pub suggest: Suggest,
-    /// `label`: 100 normal, 10001 ad, 20001 politics, 20002 porn, …
-    pub label: u32,
-    /// Unmodelled fields.
-    pub extra: Fields,
-}
-
-/// One `detail` item of a [`MediaCheck`].
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct MediaCheckDetail {
-    /// `strategy`.
-    pub strategy: String,
-    /// `errcode`.
-    pub errcode: Option<i64>,
-    /// `suggest`.
-    pub suggest: Suggest,
-    /// `label`.
-    pub label: u32,
-    /// `prob`: confidence, 0–100.
-    pub prob: Option<u32>,
-    /// Unmodelled fields.
-    pub extra: Fields,
 }
 
 impl Event {
@@ -432,75 +272,4 @@ impl Event {
             },
         })
     }
-}
-
-fn status(d: &mut Doc<'_>) -> Result<SubscribeStatus, DecodeError> {
-    let raw = d.required("SubscribeStatusString")?;
-    Ok(SubscribeStatus::parse(
-        raw.into_text("SubscribeStatusString")?,
-    ))
-}
-
-fn suggest(d: &mut Doc<'_>) -> Result<Suggest, DecodeError> {
-    Ok(Suggest::parse(d.required("suggest")?.into_text("suggest")?))
-}
-
-/// Subscribe-event items: top-level `List` entries (JSON object or array) and
-/// `List` elements nested in `wrapper` (XML; an older JSON shape).
-fn list(doc: &mut Doc<'_>, wrapper: &'static str) -> Result<Vec<Doc<'static>>, DecodeError> {
-    let mut raws: Vec<Raw<'_>> = doc.take_all("List");
-    if let Some(w) = doc.take(wrapper)? {
-        let mut inner = node_doc(w, wrapper)?;
-        raws.extend(inner.take_all("List"));
-        let rest = inner.into_fields();
-        if !rest.is_empty() {
-            doc.push(Cow::Borrowed(wrapper), Raw::Node(rest));
-        }
-    }
-    raws.into_iter().map(|r| node_doc(r, "List")).collect()
-}
-
-fn media_check(doc: &mut Doc<'_>) -> Result<MediaCheck, DecodeError> {
-    let app_id = doc.string("appid")?;
-    let trace_id = doc.string("trace_id")?;
-    let version = doc
-        .take("version")?
-        .map(|r| r.to_u32("version"))
-        .transpose()?;
-    let result = match doc.take("result")? {
-        Some(r) => {
-            let mut d = node_doc(r, "result")?;
-            Some(MediaCheckResult {
-                suggest: suggest(&mut d)?,
-                label: d.required("label")?.to_u32("label")?,
-                extra: d.into_fields(),
-            })
-        }
-        None => None,
-    };
-    let detail = doc
-        .take_all("detail")
-        .into_iter()
-        .map(|r| {
-            let mut d = node_doc(r, "detail")?;
-            Ok(MediaCheckDetail {
-                strategy: d.string("strategy")?,
-                errcode: d
-                    .take("errcode")?
-                    .map(|r| r.to_i64("errcode"))
-                    .transpose()?,
-                suggest: suggest(&mut d)?,
-                label: d.required("label")?.to_u32("label")?,
-                prob: d.take("prob")?.map(|r| r.to_u32("prob")).transpose()?,
-                extra: d.into_fields(),
-            })
-        })
-        .collect::<Result<_, DecodeError>>()?;
-    Ok(MediaCheck {
-        app_id,
-        trace_id,
-        version,
-        result,
-        detail,
-    })
 }
