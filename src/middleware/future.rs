@@ -303,6 +303,7 @@ where
     }
     request.extensions_mut().insert(info);
     if let Some(app) = &app {
+        app.extend_request(request.extensions_mut());
         request.extensions_mut().insert(app.name().clone());
     }
     if let Some(document) = document {
