@@ -1,12 +1,16 @@
 //! The layer composed with tower and axum the way the README shows, each stack built and
 //! served on loopback and driven by a real HTTP client: tower-http's `TimeoutLayer` outside
 //! it, axum `from_fn` middleware inside it, the documented timeout and ack deadline together,
-//! per-app data through `App::extension`, and text replies from `&str` and `String`.
+//! per-app data through `App::extension`, text replies from `&str` and `String`, and what the
+//! layer logs (the rate-limited warning for refused handshakes, the span per push).
 
 mod common;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request as AxumRequest;
@@ -24,7 +28,7 @@ use wechat_push::apps::{App, AppName, Apps, ChooseApp};
 use wechat_push::axum::AxumBodyLayer;
 use wechat_push::message::Kind;
 use wechat_push::test::Push;
-use wechat_push::{Endpoint, Format, Message, Reply, WechatLayer};
+use wechat_push::{Endpoint, Format, Message, PushInfo, Reply, WechatLayer};
 
 /// Serves `router` with `axum::serve` on a fresh loopback port until the test ends.
 async fn serve_axum(router: Router) -> SocketAddr {
@@ -277,4 +281,132 @@ async fn a_typed_handler_may_answer_a_str_or_a_string() {
     let (_, _, body) = post_push(serve_hyper(string_reply).await, &push).await;
     let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["Content"], "text from a String", "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging.
+
+/// A span's name and fields.
+type SpanRecord = (String, HashMap<String, String>);
+
+/// A tracing subscriber keeping this crate's warnings and its spans' fields.
+#[derive(Clone, Default)]
+struct Recorder {
+    warnings: Arc<Mutex<Vec<String>>>,
+    spans: Arc<Mutex<Vec<SpanRecord>>>,
+    ids: Arc<AtomicUsize>,
+}
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("wechat_push")
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut fields = HashMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        let mut spans = self.spans.lock().unwrap();
+        spans.push((attrs.metadata().name().to_owned(), fields));
+        tracing::span::Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut spans = self.spans.lock().unwrap();
+        let index = usize::try_from(id.into_u64()).unwrap() - 1;
+        values.record(&mut Fields(&mut spans[index].1));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut fields = HashMap::new();
+            event.record(&mut Fields(&mut fields));
+            self.warnings.lock().unwrap().push(format!("{fields:?}"));
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {
+        self.ids.fetch_add(1, Ordering::SeqCst);
+    }
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The only test of this file that sends refused handshakes: the limit is per process.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_handshake_is_a_warning_at_most_once_a_minute() {
+    let recorder = Recorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+    let addr = serve_hyper(ServiceBuilder::new().layer(layer()).service_fn(echo)).await;
+
+    // The console's URL check with another Token: refused, with the reason.
+    let wrong = Push::new("WrongToken9").unwrap().handshake("echo-me");
+    for _ in 0..20 {
+        let (status, _, _) = send(addr, Method::GET, &wrong.uri().to_string(), "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let warnings = recorder.warnings.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("signature"), "{warnings:?}");
+    assert!(warnings[0].contains("\"left_out\": \"0\""), "{warnings:?}");
+
+    // A refused POST is not a handshake: no warning.
+    let forged = Push::new("WrongToken9").unwrap();
+    let (status, _, _) = post_push(addr, &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The right Token's handshake is answered.
+    let right = Push::new("Token123abc").unwrap().handshake("echo-me");
+    let (status, _, body) = send(addr, Method::GET, &right.uri().to_string(), "").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "echo-me"));
+    assert_eq!(recorder.warnings.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_push_has_a_span_with_its_app_format_encryption_type_and_id() {
+    let recorder = Recorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+    let seen_in_span = Arc::new(AtomicUsize::new(0));
+    let (ids, seen) = (recorder.ids.clone(), seen_in_span.clone());
+    let svc = ServiceBuilder::new()
+        .layer(WechatLayer::apps(two_apps(), ChooseApp::last_segment()))
+        .service(service_fn(move |req: Request<Message>| {
+            let (ids, seen) = (ids.clone(), seen.clone());
+            async move {
+                // Called inside the push's span.
+                seen.store(ids.load(Ordering::SeqCst), Ordering::SeqCst);
+                let _info = req.extensions().get::<PushInfo>().unwrap();
+                Ok::<_, Infallible>(Reply::Success)
+            }
+        }));
+    let addr = serve_hyper(svc).await;
+    let push = Push::new("ClubToken2")
+        .unwrap()
+        .path("/wechat/club")
+        .format(Format::Json)
+        .text("hi")
+        .msg_id(7001);
+    let (status, _, body) = post_push(addr, &push).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
+    let spans = recorder.spans.lock().unwrap().clone();
+    let pushes: Vec<_> = spans
+        .iter()
+        .filter(|(name, _)| name == "wechat_push")
+        .collect();
+    assert_eq!(pushes.len(), 1, "{spans:?}");
+    let fields = &pushes[0].1;
+    assert_eq!(fields["app"], "club");
+    assert_eq!(fields["format"], "Json");
+    assert_eq!(fields["encrypted"], "false");
+    assert_eq!(fields["msg_type"], "text");
+    assert_eq!(fields["id"], "7001");
+    assert!(
+        seen_in_span.load(Ordering::SeqCst) > 0,
+        "the handler ran outside the span"
+    );
 }
