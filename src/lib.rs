@@ -22,7 +22,6 @@ pub mod redis;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-#[path = "test_util.rs"]
 pub mod test;
 
 #[cfg(feature = "axum")]

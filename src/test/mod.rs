@@ -50,6 +50,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Uri};
 
+mod document;
+mod reply;
+
+use document::{encode, Fields, Value};
+pub use reply::OpenReplyError;
+
 use crate::body::Body;
 use crate::codec::Format;
 use crate::crypto::{self, EncodingAesKey};
@@ -79,24 +85,6 @@ pub struct Push {
     timestamp: u64,
     nonce: String,
     path: String,
-}
-
-/// A message built from fields.
-#[derive(Clone, Debug)]
-struct Fields {
-    to_user: String,
-    from_user: String,
-    create_time: Option<u64>,
-    msg_type: String,
-    /// In order, after `MsgType`.
-    fields: Vec<(String, Value)>,
-    msg_id: Option<u64>,
-}
-
-#[derive(Clone, Debug)]
-enum Value {
-    Text(String),
-    Number(u64),
 }
 
 impl fmt::Debug for Push {
@@ -278,7 +266,7 @@ impl Push {
     pub fn message_document(&self) -> Bytes {
         match &self.document {
             Some(document) => document.clone(),
-            None => Bytes::from(self.write_fields()),
+            None => Bytes::from(self.fields.write(self.format, self.timestamp)),
         }
     }
 
@@ -287,7 +275,9 @@ impl Push {
     pub fn body(&self) -> Bytes {
         match self.encrypt() {
             None => self.message_document(),
-            Some(encrypt) => Bytes::from(self.envelope(&encrypt)),
+            Some(encrypt) => {
+                Bytes::from(document::envelope(self.format, self.addressee(), &encrypt))
+            }
         }
     }
 
@@ -400,27 +390,12 @@ impl Push {
     /// AppID. An acknowledgement (`success`, empty) or a clear document is not sealed, and is
     /// an error here.
     pub fn open_reply(&self, body: &[u8]) -> Result<String, OpenReplyError> {
-        let Some((key, app_id)) = &self.sealed else {
-            return Err(OpenReplyError(
+        match &self.sealed {
+            Some((key, app_id)) => reply::open(&self.token, key, app_id, body),
+            None => Err(OpenReplyError::new(
                 "the push is not encrypted: its replies are not sealed",
-            ));
-        };
-        let text = std::str::from_utf8(body).map_err(|_| OpenReplyError("not UTF-8"))?;
-        let sealed = Sealed::read(text).ok_or(OpenReplyError(
-            "not a sealed reply (Encrypt, MsgSignature, TimeStamp, Nonce)",
-        ))?;
-        if !signature::verify_message(
-            &sealed.msg_signature,
-            &self.token,
-            &sealed.timestamp,
-            &sealed.nonce,
-            &sealed.encrypt,
-        ) {
-            return Err(OpenReplyError("MsgSignature does not match"));
+            )),
         }
-        let opened = crypto::decrypt(key, &sealed.encrypt, app_id)
-            .map_err(|_| OpenReplyError("Encrypt does not open with the key and AppID"))?;
-        Ok(opened.as_str().to_owned())
     }
 
     /// The fields, to change: the message is built from them again.
@@ -452,73 +427,6 @@ impl Push {
         ))
     }
 
-    fn envelope(&self, encrypt: &str) -> String {
-        match self.format {
-            Format::Xml => format!(
-                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
-                cdata(self.addressee()),
-                cdata(encrypt)
-            ),
-            Format::Json => format!(
-                "{{\"ToUserName\":{},\"Encrypt\":{}}}",
-                json(self.addressee()),
-                json(encrypt)
-            ),
-        }
-    }
-
-    fn write_fields(&self) -> String {
-        let Fields {
-            to_user,
-            from_user,
-            create_time,
-            msg_type,
-            fields,
-            msg_id,
-        } = &self.fields;
-        let create_time = create_time.unwrap_or(self.timestamp);
-        let mut all = vec![
-            ("ToUserName", Value::Text(to_user.clone())),
-            ("FromUserName", Value::Text(from_user.clone())),
-            ("CreateTime", Value::Number(create_time)),
-            ("MsgType", Value::Text(msg_type.clone())),
-        ];
-        all.extend(
-            fields
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.clone())),
-        );
-        if let Some(id) = msg_id {
-            all.push(("MsgId", Value::Number(*id)));
-        }
-        match self.format {
-            Format::Xml => {
-                let mut out = String::from("<xml>");
-                for (name, value) in all {
-                    let value = match value {
-                        Value::Text(text) => cdata(&text),
-                        Value::Number(n) => n.to_string(),
-                    };
-                    out.push_str(&format!("<{name}>{value}</{name}>"));
-                }
-                out + "</xml>"
-            }
-            Format::Json => {
-                let fields: Vec<String> = all
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let value = match value {
-                            Value::Text(text) => json(&text),
-                            Value::Number(n) => n.to_string(),
-                        };
-                        format!("{}:{value}", json(name))
-                    })
-                    .collect();
-                format!("{{{}}}", fields.join(","))
-            }
-        }
-    }
-
     fn uri(&self, query: &str) -> Uri {
         let path = if self.path.starts_with('/') {
             encode(&self.path, true)
@@ -529,78 +437,4 @@ impl Push {
         // the query is `name=value` pairs of such values and hex digits.
         Uri::try_from(format!("{path}?{query}")).expect("a percent-encoded path and query")
     }
-}
-
-/// Why [`Push::open_reply`] could not open a reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpenReplyError(&'static str);
-
-impl fmt::Display for OpenReplyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot open the reply: {}", self.0)
-    }
-}
-
-impl std::error::Error for OpenReplyError {}
-
-/// The envelope of a sealed reply, XML or JSON.
-struct Sealed {
-    encrypt: String,
-    msg_signature: String,
-    timestamp: String,
-    nonce: String,
-}
-
-impl Sealed {
-    fn read(body: &str) -> Option<Self> {
-        if body.trim_start().starts_with('{') {
-            let value: serde_json::Value = serde_json::from_str(body).ok()?;
-            let text = |name: &str| value.get(name)?.as_str().map(str::to_owned);
-            Some(Self {
-                encrypt: text("Encrypt")?,
-                msg_signature: text("MsgSignature")?,
-                timestamp: value.get("TimeStamp")?.as_u64()?.to_string(),
-                nonce: text("Nonce")?,
-            })
-        } else {
-            let field = |tag: &str| {
-                let (_, rest) = body.split_once(&format!("<{tag}>"))?;
-                let (inner, _) = rest.split_once(&format!("</{tag}>"))?;
-                let inner = inner
-                    .strip_prefix("<![CDATA[")
-                    .and_then(|text| text.strip_suffix("]]>"))
-                    .unwrap_or(inner);
-                Some(inner.to_owned())
-            };
-            Some(Self {
-                encrypt: field("Encrypt")?,
-                msg_signature: field("MsgSignature")?,
-                timestamp: field("TimeStamp")?,
-                nonce: field("Nonce")?,
-            })
-        }
-    }
-}
-
-/// `text` in CDATA sections (a `]]>` inside split across two).
-fn cdata(text: &str) -> String {
-    format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
-}
-
-/// `text` as a JSON string.
-fn json(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
-}
-
-/// Percent-encodes every byte outside the URI's unreserved set (and `/` when `path`).
-fn encode(text: &str, path: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || (path && byte == b'/') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
