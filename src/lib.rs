@@ -20,6 +20,10 @@ pub mod client;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test;
+
 #[cfg(feature = "axum")]
 pub use middleware::axum;
 pub use protocol::{apps, codec, crypto, message, query, reply, signature};

@@ -1,7 +1,16 @@
 //! axum integration (feature `axum`): [`Message`], [`PushInfo`] and (behind a multi-app
 //! layer) [`AppName`] are extractors, and
 //! [`Reply`] is a response, for handlers behind the layer in
-//! [pass-through mode](crate::WechatLayer::pass_through).
+//! [pass-through mode](crate::WechatLayer::pass_through). An [`App`](crate::apps::App)'s
+//! [extensions](crate::apps::App::extension) reach the handler's request too: extract them
+//! with axum's own `Extension<T>`.
+//!
+//! A pass-through handler's request body is [`wechat_push::body::Body`](crate::body::Body).
+//! Routers, method routers and handlers take any body, but axum middleware services made with
+//! `axum::middleware::from_fn` (and others) take only axum's: put [`AxumBodyLayer`] between
+//! the WeChat layer and such a service (`ServiceBuilder::new().layer(wechat)
+//! .layer(AxumBodyLayer).layer(from_fn(f))`), or put the middleware on the route
+//! (`post(handler).layer(from_fn(f)).layer(wechat)`), where axum converts the body itself.
 //!
 //! ```
 //! use axum::{extract::State, routing::{get, post}, Router};
@@ -32,11 +41,14 @@
 //! ```
 
 use std::fmt;
+use std::task::{Context, Poll};
 
 use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::request::Parts;
-use http::StatusCode;
+use http::{Request, StatusCode};
+use tower::{Layer, Service};
 
 use crate::apps::AppName;
 use crate::endpoint::PushInfo;
@@ -120,5 +132,67 @@ impl IntoResponse for Reply {
             .into_response();
         response.extensions_mut().insert(self);
         response
+    }
+}
+
+/// A layer handing its service `Request<axum::body::Body>` whatever the request's body type:
+/// for an axum middleware service (`axum::middleware::from_fn`, …) directly inside the WeChat
+/// layer in pass-through mode, since such services take axum's body only.
+///
+/// ```
+/// use axum::{extract::Request, middleware::{from_fn, Next}, response::Response, routing::post, Router};
+/// use tower::ServiceBuilder;
+/// use wechat_push::{axum::AxumBodyLayer, Reply, WechatLayer};
+///
+/// async fn audit(req: Request, next: Next) -> Response {
+///     next.run(req).await
+/// }
+///
+/// # fn main() -> Result<(), wechat_push::ConfigError> {
+/// let wechat = WechatLayer::new("Token123abc")?.pass_through();
+/// let svc = ServiceBuilder::new()
+///     .layer(wechat)
+///     .layer(AxumBodyLayer)
+///     .layer(from_fn(audit))
+///     .service(Router::new().route("/wechat", post(|| async { Reply::Success })));
+/// # let _ = svc;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AxumBodyLayer;
+
+impl<S> Layer<S> for AxumBodyLayer {
+    type Service = AxumBody<S>;
+
+    fn layer(&self, inner: S) -> AxumBody<S> {
+        AxumBody { inner }
+    }
+}
+
+/// The service of [`AxumBodyLayer`]: calls `S` with the request's body as an
+/// `axum::body::Body`.
+#[derive(Clone, Copy, Debug)]
+pub struct AxumBody<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for AxumBody<S>
+where
+    S: Service<Request<axum_core::body::Body>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum_core::BoxError>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> S::Future {
+        self.inner.call(req.map(axum_core::body::Body::new))
     }
 }

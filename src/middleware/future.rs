@@ -15,6 +15,7 @@ use tower::Service;
 
 use super::layer::Config;
 use super::mode::{Document, Mode, Typed};
+use super::trace::PushSpan;
 use crate::apps::App;
 use crate::body;
 use crate::endpoint::ReplyTo;
@@ -69,6 +70,7 @@ pin_project! {
             config: Arc<Config>,
             app: Option<Arc<App>>,
             reply_to: ReplyTo,
+            span: PushSpan,
         },
         /// The layer's own answer, or done.
         Ready {
@@ -96,6 +98,7 @@ struct Opened<S> {
     config: Arc<Config>,
     app: Option<Arc<App>>,
     reply_to: ReplyTo,
+    span: PushSpan,
 }
 
 impl<S: Service<Request<Message>>> Opened<S> {
@@ -106,12 +109,18 @@ impl<S: Service<Request<Message>>> Opened<S> {
             config,
             app,
             reply_to,
+            span,
         } = self;
+        let future = {
+            let _entered = span.enter();
+            inner.call(request)
+        };
         State::Call {
-            future: inner.call(request),
+            future,
             config,
             app,
             reply_to,
+            span,
         }
     }
 }
@@ -220,8 +229,12 @@ where
                     config,
                     app,
                     reply_to,
+                    span,
                 } => {
-                    let answer = ready!(future.poll(cx))?;
+                    let answer = ready!({
+                        let _entered = span.enter();
+                        future.poll(cx)
+                    })?;
                     return Poll::Ready(Ok(match config.endpoint(app.as_deref()) {
                         Ok(endpoint) => M::finish(endpoint, reply_to, answer),
                         Err(rejection) => M::own(rejection.into_response()),
@@ -275,6 +288,7 @@ where
     });
     let document = keep_document.then(|| Document(Bytes::copy_from_slice(opened.document())));
     let (message, info, reply_to) = opened.into_parts();
+    let span = PushSpan::new(app.as_deref(), &info, &message);
     let save = config.tickets.as_ref().and_then(|store| {
         let ticket = VerifyTicket::from_message(&message)?;
         let (store, app_id) = (store.clone(), message.to_user().to_owned());
@@ -303,6 +317,7 @@ where
     }
     request.extensions_mut().insert(info);
     if let Some(app) = &app {
+        app.extend_request(request.extensions_mut());
         request.extensions_mut().insert(app.name().clone());
     }
     if let Some(document) = document {
@@ -314,6 +329,7 @@ where
         config,
         app,
         reply_to,
+        span,
     };
     Ok(match (check, save) {
         (Some(check), save) => State::Replay {

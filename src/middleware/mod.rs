@@ -10,6 +10,7 @@ pub(crate) mod mode;
 pub(crate) mod pass_through;
 mod response;
 mod service;
+mod trace;
 
 pub use future::ResponseFuture;
 pub use layer::{MultiApp, SingleApp, WechatLayer, DEFAULT_BODY_LIMIT};

@@ -94,7 +94,10 @@ where
             Source::One(_) => None,
             Source::Many { apps, choose } => match choose.app(apps, req.uri(), req.headers()) {
                 Some(app) => Some(app),
-                None => return ResponseFuture::ready(Rejection::UnknownApp.into_response()),
+                None => {
+                    super::trace::refused(req.method(), &Rejection::UnknownApp);
+                    return ResponseFuture::ready(Rejection::UnknownApp.into_response());
+                }
             },
         };
         let endpoint = match config.endpoint(app.as_deref()) {
@@ -106,7 +109,10 @@ where
             Ok(Verified::Handshake(echostr)) => {
                 return ResponseFuture::ready(response::handshake(echostr))
             }
-            Err(rejection) => return ResponseFuture::ready(rejection.into_response()),
+            Err(rejection) => {
+                super::trace::refused(req.method(), &rejection);
+                return ResponseFuture::ready(rejection.into_response());
+            }
         };
         let limit = config.body_limit;
         if declared_length(&req) > limit as u64 {

@@ -147,6 +147,7 @@ pub struct App {
     endpoint: Endpoint,
     recipient: Option<Box<str>>,
     agent: Option<u64>,
+    extensions: http::Extensions,
 }
 
 impl App {
@@ -157,6 +158,7 @@ impl App {
             endpoint,
             recipient: None,
             agent: None,
+            extensions: http::Extensions::new(),
         })
     }
 
@@ -203,6 +205,44 @@ impl App {
     pub fn agent(mut self, agent_id: u64) -> Self {
         self.agent = Some(agent_id);
         self
+    }
+
+    /// Adds `value` to the app's extensions: the layer inserts them into the handler's
+    /// request (in the typed and the pass-through modes), beside the [`AppName`], so per-app
+    /// data (the app's API client, its greeting) travels with the app instead of in a second
+    /// map kept in sync by hand. One value per type: a second value of a type replaces the
+    /// first. In axum, extract it with `axum::Extension<T>`; in a typed handler,
+    /// `req.extensions().get::<T>()`.
+    ///
+    /// ```
+    /// use wechat_push::apps::App;
+    /// use wechat_push::Endpoint;
+    ///
+    /// #[derive(Clone)]
+    /// struct Greeting(&'static str);
+    ///
+    /// # fn main() -> Result<(), wechat_push::ConfigError> {
+    /// let shop = App::new("shop", Endpoint::new("ShopToken1")?)?.extension(Greeting("welcome to the shop"));
+    /// assert_eq!(shop.extensions().get::<Greeting>().map(|g| g.0), Some("welcome to the shop"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// The app's extensions (see [`extension`](Self::extension)).
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// Copies the app's extensions into a request's (nothing to do for an app without any).
+    pub(crate) fn extend_request(&self, extensions: &mut http::Extensions) {
+        if !self.extensions.is_empty() {
+            extensions.extend(self.extensions.clone());
+        }
     }
 
     /// The app's name.

@@ -51,6 +51,14 @@ impl<B> PassBody<B> {
     }
 }
 
+/// An empty body written by the layer, for outer layers that answer on their own (tower-http's
+/// `TimeoutLayer` builds its 408 with `Default`). `B` need not be `Default`.
+impl<B> Default for PassBody<B> {
+    fn default() -> Self {
+        Self::full(body::Body::empty())
+    }
+}
+
 impl<B> Body for PassBody<B>
 where
     B: Body<Data = Bytes>,

@@ -295,3 +295,31 @@ impl From<()> for Reply {
         Self::Success
     }
 }
+
+/// A text reply: `Reply::from("hi")` is `Reply::text("hi")`, so a typed handler may answer
+/// a `&str`.
+///
+/// ```
+/// use wechat_push::Reply;
+///
+/// assert_eq!(Reply::from("hi"), Reply::text("hi"));
+/// ```
+impl From<&str> for Reply {
+    fn from(content: &str) -> Self {
+        Self::text(content)
+    }
+}
+
+/// A text reply: `Reply::from(s)` is `Reply::text(s)`, so a typed handler may answer a
+/// `String`.
+///
+/// ```
+/// use wechat_push::Reply;
+///
+/// assert_eq!(Reply::from(String::from("hi")), Reply::text("hi"));
+/// ```
+impl From<String> for Reply {
+    fn from(content: String) -> Self {
+        Self::text(content)
+    }
+}
