@@ -28,7 +28,7 @@ mod envelope;
 mod key;
 mod ring;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) use envelope::encrypt_with_prefix;
 pub use envelope::{decrypt, encrypt, DecryptError, Decrypted, RandomError};
 pub(crate) use envelope::{seal_buffer, seal_in_place, sealed_len};
