@@ -53,6 +53,7 @@
 
 mod connection;
 mod dedupe;
+mod queue;
 mod replay;
 mod ticket;
 mod token;
@@ -64,6 +65,7 @@ use std::time::Duration;
 use connection::Connection;
 
 pub use dedupe::RedisDedupeStore;
+pub use queue::{RedisQueue, DEFAULT_STREAM_CAPACITY};
 pub use replay::RedisReplayStore;
 pub use ticket::RedisTicketStore;
 pub use token::RedisTokenStore;
@@ -125,6 +127,12 @@ impl RedisStores {
     /// [`WechatLayer::ticket_store`](crate::WechatLayer::ticket_store)).
     pub fn ticket_store(&self) -> RedisTicketStore {
         RedisTicketStore::new(self.conn.clone())
+    }
+
+    /// The durable queue on this Redis, shared by every instance (see [`RedisQueue`] and
+    /// the [`queue`](crate::queue) module).
+    pub fn queue(&self) -> RedisQueue {
+        RedisQueue::new(self.conn.clone())
     }
 
     /// The prefix of every key.
