@@ -26,6 +26,8 @@ use super::{log, Shared};
 pub struct Workers {
     stop: watch::Sender<State>,
     tasks: Vec<JoinHandle<()>>,
+    /// Renews what is held until the workers are done.
+    renewer: Option<JoinHandle<()>>,
     counts: Arc<Counts>,
     shared: Arc<Shared>,
 }
@@ -97,12 +99,14 @@ impl Workers {
             };
             tasks.push(tokio::spawn(worker.run()));
         }
-        if let Some(primary) = shared.primary.clone() {
-            tasks.push(tokio::spawn(renew(primary, shared.clone(), held, watching)));
-        }
+        let renewer = shared
+            .primary
+            .clone()
+            .map(|primary| tokio::spawn(renew(primary, shared.clone(), held)));
         Workers {
             stop,
             tasks,
+            renewer,
             counts,
             shared,
         }
@@ -115,23 +119,16 @@ impl Workers {
     pub async fn shutdown(self, bound: Duration) -> Drained {
         let _ = self.stop.send(State::Stopping);
         let mut tasks = self.tasks;
-        let all = async {
-            for task in tasks.iter_mut() {
-                let _ = task.await;
-            }
-        };
-        if tokio::time::timeout(bound, all).await.is_err() {
+        if tokio::time::timeout(bound, join(&mut tasks)).await.is_err() {
             let _ = self.stop.send(State::Abandon);
             // Handing back is one command each, within the backend's own timeout.
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                for task in tasks.iter_mut() {
-                    let _ = task.await;
-                }
-            })
-            .await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), join(&mut tasks)).await;
             for task in &tasks {
                 task.abort();
             }
+        }
+        if let Some(renewer) = self.renewer {
+            renewer.abort();
         }
         for id in self.shared.memory.drain_ids() {
             self.counts.lost.fetch_add(1, Ordering::Relaxed);
@@ -151,13 +148,10 @@ async fn renew(
     primary: Arc<dyn QueueBackend>,
     shared: Arc<Shared>,
     held: Arc<Mutex<HashSet<String>>>,
-    mut stop: watch::Receiver<State>,
 ) {
     let every = shared.config.takeover_after / 4;
     loop {
-        if let Either::Right(Err(_)) = race(tokio::time::sleep(every), stop.changed()).await {
-            return;
-        }
+        tokio::time::sleep(every).await;
         let entries: Vec<String> = held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -165,13 +159,19 @@ async fn renew(
             .cloned()
             .collect();
         if entries.is_empty() {
-            if *stop.borrow() != State::Running {
-                return;
-            }
             continue;
         }
         if let Err(error) = primary.renew(&shared.consumer, &entries).await {
             log!(debug, %error, "queue: renewing held pushes failed");
+        }
+    }
+}
+
+/// Waits for the tasks not finished yet (a `JoinHandle` is not polled after it completed).
+async fn join(tasks: &mut [JoinHandle<()>]) {
+    for task in tasks.iter_mut() {
+        if !task.is_finished() {
+            let _ = task.await;
         }
     }
 }
