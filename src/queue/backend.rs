@@ -101,8 +101,8 @@ pub trait QueueBackend: Send + Sync + fmt::Debug + 'static {
         entries: &'a [String],
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// The push is handled: forget it.
-    fn finish<'a>(&'a self, held: &'a Held) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// These pushes are handled: forget them.
+    fn finish<'a>(&'a self, held: &'a [Held]) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The attempt failed with `error`: take it again in `retry_in`, or (`None`) put it in
     /// the dead-letter list. Nothing is done if `consumer` no longer holds it (it was taken

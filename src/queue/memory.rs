@@ -211,11 +211,13 @@ impl QueueBackend for MemoryQueue {
         Box::pin(async { Ok(()) })
     }
 
-    fn finish<'a>(&'a self, held: &'a Held) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn finish<'a>(&'a self, held: &'a [Held]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut state = self.lock();
-            if let Some((_, push)) = state.held.remove(&held.entry) {
-                state.live.remove(push.id());
+            for held in held {
+                if let Some((_, push)) = state.held.remove(&held.entry) {
+                    state.live.remove(push.id());
+                }
             }
             Ok(())
         })

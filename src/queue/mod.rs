@@ -39,7 +39,7 @@
 //!
 //! - **At least once.** A push the queue accepted ([`Enqueued::Queued`]) is handled until the
 //!   handler returns `Ok`, or it goes to the dead-letter list. A handler that returns `Err`,
-//!   panics, or runs past the visibility timeout (default 20 s) is called again after a
+//!   panics, or runs past the visibility timeout (default 60 s) is called again after a
 //!   back-off: 3 s, 9 s, 27 s, … (first retry within 5 s, third attempt within 45 s of the
 //!   first, 8 attempts over about 55 minutes by default).
 //! - **The window**: a process killed after the handler's effect was made (WeChat's API
@@ -56,7 +56,8 @@
 //! - **Failover**: when the shared backend fails or does not answer in time (Redis: its
 //!   command timeout, 250 ms by default), the push goes to this instance's memory queue and
 //!   is still accepted; one warning per outage. Durability is what an outage costs: those
-//!   pushes are lost with the process. Only a full memory queue answers [`Enqueued::Full`]
+//!   pushes are lost with the process, and a push queued on the shared backend before the
+//!   outage is not recognised as a duplicate by the memory queue. Only a full memory queue answers [`Enqueued::Full`]
 //!   (answer 503: WeChat delivers the push again). The shared backend is used again as soon
 //!   as it answers.
 //! - **Passive replies** cannot be sent from a queue (the push was answered already): a
@@ -175,7 +176,7 @@ impl Queue {
                 max_attempts: 8,
                 first_retry: Duration::from_secs(3),
                 backoff_factor: 3,
-                visibility_timeout: Duration::from_secs(20),
+                visibility_timeout: Duration::from_secs(60),
                 takeover_after: Duration::from_secs(20),
                 poll_interval: Duration::from_millis(50),
             },
@@ -294,9 +295,11 @@ impl QueueBuilder {
         self
     }
 
-    /// How many pushes a worker takes at once from the shared backend (default 16).
+    /// How many pushes a worker takes at once from the shared backend (default 16, at most
+    /// 1,000); it marks those it handled done together, at the end of the batch or every
+    /// 20 ms.
     pub fn batch(mut self, batch: usize) -> Self {
-        self.config.batch = batch.max(1);
+        self.config.batch = batch.clamp(1, 1000);
         self
     }
 
@@ -314,8 +317,9 @@ impl QueueBuilder {
         self
     }
 
-    /// How long one attempt may run (default 20 s); past it the attempt has failed, and the
-    /// push is taken again after the back-off.
+    /// How long one attempt may run (default 60 s: room for the client's 30 s token wait);
+    /// past it the attempt has failed, and the push is taken again after the back-off. A
+    /// live worker renews its hold meanwhile, so a slow attempt is not taken over.
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.config.visibility_timeout = timeout;
         self

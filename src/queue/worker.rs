@@ -238,24 +238,31 @@ where
                 let mut held = self.ctx.held.lock().unwrap_or_else(PoisonError::into_inner);
                 held.extend(batch.iter().map(|h| h.entry.clone()));
             }
+            let mut done = Vec::new();
+            let mut flushed = tokio::time::Instant::now();
             for held in batch {
-                self.handle(source, held).await;
+                if let Some(handled) = self.handle(source, held).await {
+                    done.push(handled);
+                }
+                if flushed.elapsed() >= FLUSH_EVERY {
+                    self.ctx.finish(source, &mut done).await;
+                    flushed = tokio::time::Instant::now();
+                }
             }
+            self.ctx.finish(source, &mut done).await;
         }
     }
 
-    async fn handle(&mut self, source: Source, held: Held) {
+    /// One push: the handled one comes back, to be marked done with others.
+    async fn handle(&mut self, source: Source, held: Held) -> Option<Held> {
         let stopping = *self.ctx.stop.borrow() != State::Running;
         if stopping {
             self.ctx.give_back(source, &held).await;
         } else {
-            let outcome = self.attempt(&held).await;
-            match outcome {
+            match self.attempt(&held).await {
                 Some(Ok(())) => {
-                    if let Err(error) = self.ctx.backend(source).finish(&held).await {
-                        log!(warn, push = %held.push.id(), %error, "queue: a handled push could not be marked done; it may be handled again");
-                    }
                     self.ctx.count_finished();
+                    return Some(held);
                 }
                 Some(Err(error)) => {
                     self.ctx.failed(source, &held, &error).await;
@@ -264,13 +271,8 @@ where
                 None => self.ctx.give_back(source, &held).await,
             }
         }
-        if source == Source::Primary {
-            self.ctx
-                .held
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&held.entry);
-        }
+        self.ctx.release(source, std::slice::from_ref(&held));
+        None
     }
 
     /// One attempt: `None` when abandoned at shutdown.
@@ -332,6 +334,28 @@ where
 }
 
 impl Ctx {
+    /// Marks the handled pushes done, in one call.
+    async fn finish(&self, source: Source, done: &mut Vec<Held>) {
+        if done.is_empty() {
+            return;
+        }
+        if let Err(error) = self.backend(source).finish(done).await {
+            log!(warn, pushes = done.len(), %error, "queue: handled pushes could not be marked done; they may be handled again");
+        }
+        self.release(source, done);
+        done.clear();
+    }
+
+    /// No longer held: no longer renewed.
+    fn release(&self, source: Source, held: &[Held]) {
+        if source == Source::Primary {
+            let mut renewed = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            for held in held {
+                renewed.remove(&held.entry);
+            }
+        }
+    }
+
     fn backend(&self, source: Source) -> &dyn QueueBackend {
         match (source, &self.shared.primary) {
             (Source::Primary, Some(primary)) => &**primary,
@@ -365,6 +389,7 @@ impl Ctx {
 
     async fn failed(&self, source: Source, held: &Held, error: &str) {
         let config = &self.shared.config;
+        let error = truncated(error);
         let retry_in = (held.attempt < config.max_attempts).then(|| config.backoff(held.attempt));
         match retry_in {
             Some(delay) => {
@@ -400,3 +425,18 @@ async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> 
     })
     .await
 }
+
+/// At most [`MAX_ERROR`] bytes of `error` (on a character boundary): what a dead letter keeps.
+fn truncated(error: &str) -> &str {
+    let mut end = error.len().min(MAX_ERROR);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    error.get(..end).unwrap_or(error)
+}
+
+/// How often a worker marks the pushes it handled done, within a batch.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+/// How much of a handler's error is kept.
+const MAX_ERROR: usize = 2048;

@@ -144,10 +144,10 @@ end
 return 0
 ";
 
-/// KEYS: stream. ARGV: group, entry.
+/// KEYS: stream. ARGV: group, entries…
 const FINISH: &str = "
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 return 0
 ";
 
@@ -390,13 +390,16 @@ impl QueueBackend for RedisQueue {
         })
     }
 
-    fn finish<'a>(&'a self, held: &'a Held) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn finish<'a>(&'a self, held: &'a [Held]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            if held.is_empty() {
+                return Ok(());
+            }
             let mut invocation = self.scripts.finish.prepare_invoke();
-            invocation
-                .key(self.key("stream"))
-                .arg(GROUP)
-                .arg(&held.entry);
+            invocation.key(self.key("stream")).arg(GROUP);
+            for held in held {
+                invocation.arg(&held.entry);
+            }
             self.invoke::<i64>(invocation).await.map(drop)
         })
     }
