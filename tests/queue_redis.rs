@@ -489,3 +489,33 @@ async fn a_duplicate_queued_or_held_on_any_instance_is_not_queued_twice() {
     assert!(pttl > ttl - 60_000 && pttl <= ttl, "{pttl}");
     workers.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A stream at its capacity sends new pushes to the instance's memory queue (still accepted,
+/// still handled), and only a full memory queue refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_falls_back_to_memory_and_a_full_memory_refuses() {
+    let Some(server) = RedisServer::start("a_full_stream_falls_back") else {
+        return;
+    };
+    let stores = RedisStores::builder(server.url())
+        .prefix(PREFIX)
+        .build()
+        .unwrap();
+    let queue = Queue::builder()
+        .backend(stores.queue().capacity(1))
+        .memory(wechat_push::queue::MemoryQueue::new(1))
+        .poll_interval(Duration::from_millis(10))
+        .build();
+    assert_eq!(queue.push(push(1)).await, Enqueued::Queued);
+    assert_eq!(queue.push(push(2)).await, Enqueued::Queued);
+    assert_eq!(queue.push(push(3)).await, Enqueued::Full);
+    assert_eq!(stream_counts(&server).await.0, 1);
+    assert_eq!(queue.memory().len(), 1);
+    let handler = Scripted::new(ok);
+    let workers = queue.start(handler.service());
+    assert!(eventually(Duration::from_secs(10), || handler.effects().len() == 2).await);
+    let mut effects = handler.effects();
+    effects.sort();
+    assert_eq!(effects, ["gh_1|msg|1", "gh_1|msg|2"]);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
