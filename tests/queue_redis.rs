@@ -519,3 +519,35 @@ async fn a_full_stream_falls_back_to_memory_and_a_full_memory_refuses() {
     assert_eq!(effects, ["gh_1|msg|1", "gh_1|msg|2"]);
     workers.shutdown(Duration::from_secs(5)).await;
 }
+
+/// An entry this crate did not write is moved to the dead-letter list, never handed to the
+/// handler, and does not stop the pushes beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_entry_is_put_aside_not_handled() {
+    let Some(server) = RedisServer::start("a_foreign_entry_is_put_aside") else {
+        return;
+    };
+    let queue = instance(&server, Duration::from_secs(20)).build();
+    assert_eq!(queue.push(push(1)).await, Enqueued::Queued);
+    let mut c = server.raw().await;
+    let _: String = redis::cmd("XADD")
+        .arg(STREAM)
+        .arg("*")
+        .arg("a")
+        .arg("0")
+        .arg("d")
+        .arg("not a push")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(queue.push(push(2)).await, Enqueued::Queued);
+    let handler = Scripted::new(ok);
+    let workers = queue.start(handler.service());
+    assert!(eventually(Duration::from_secs(10), || handler.effects().len() == 2).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handler.calls().len(), 2);
+    let dead: usize = c.llen("qtest:queue:dead").await.unwrap();
+    assert_eq!(dead, 1);
+    assert_eq!(stream_counts(&server).await, (0, 0));
+    workers.shutdown(Duration::from_secs(5)).await;
+}

@@ -47,6 +47,9 @@
 //!   shutdown bound, repeats that one handler run. Each request carries a [`Delivery`]: a
 //!   stable [`PushId`] (the same on every attempt, every instance, and for WeChat's own
 //!   retries) and the attempt number, so that a handler can make its effect idempotent.
+//!   Likewise a push whose append to Redis timed out may have been appended all the same:
+//!   it is then queued in memory too, and handled twice. And a push is as durable as Redis
+//!   keeps it (its RDB or AOF persistence, its replicas).
 //! - **Duplicates**: a push whose id is queued, held, or was accepted within the dedupe TTL
 //!   (default 2 hours) is answered [`Enqueued::Duplicate`] and not queued twice (on Redis, the
 //!   id's marker and the append are one script).

@@ -39,7 +39,8 @@ const STALE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 /// | `{prefix}queue:seen:{push id}` | string | that the push was queued (its duplicates are not) | expires after the dedupe TTL |
 ///
 /// Consumers are instances (one name each); a consumer with nothing pending and idle for an
-/// hour is removed from the group.
+/// hour is removed from the group. Each step is one Lua script over several of these keys: on
+/// Redis Cluster, give a prefix with a hash tag (`{my-app}:`) so that they share a slot.
 #[derive(Clone)]
 pub struct RedisQueue {
     conn: Arc<Connection>,
@@ -235,7 +236,8 @@ impl QueueBackend for RedisQueue {
                             .arg(-1)
                             .arg(dead)
                             .arg(self.dead_capacity);
-                        self.invoke::<i64>(invocation).await?;
+                        // Failing that, it stays pending and is taken over later.
+                        let _ = self.invoke::<i64>(invocation).await;
                     }
                 }
             }
