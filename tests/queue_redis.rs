@@ -349,8 +349,20 @@ async fn accepted_through_an_outage(frozen: bool) {
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "push {id} took {took:?}");
     }
+    // Many at once: every one accepted in time, still one warning.
+    let started = Instant::now();
+    let many: Vec<_> = (100..120)
+        .map(|id| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.push(push(id)).await })
+        })
+        .collect();
+    for pushed in many {
+        assert_eq!(pushed.await.unwrap(), Enqueued::Queued);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
-        eventually(Duration::from_secs(10), || handler.effects().len() == 4).await,
+        eventually(Duration::from_secs(10), || handler.effects().len() == 24).await,
         "handled from memory"
     );
     assert_eq!(warnings.load(Ordering::SeqCst), 1, "one warning per outage");
