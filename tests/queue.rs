@@ -196,3 +196,28 @@ async fn shutdown_past_the_bound_counts_and_logs_the_memory_queue_as_lost() {
     assert!(queue.memory().is_empty());
     assert!(handler.effects().is_empty());
 }
+
+/// The CPU time this thread has used (Linux), in clock ticks of 10 ms.
+fn thread_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Dropping `Workers` without a shutdown leaves them running, and idle ones wait, not spin
+/// (the workers run on this test's thread: its CPU time is theirs).
+#[tokio::test]
+async fn dropped_workers_run_on_without_spinning() {
+    let queue = fast().build();
+    let handler = Scripted::new(ok);
+    drop(queue.start(handler.service()));
+    queue.push(push(1)).await;
+    queue.push(push(2)).await;
+    assert!(eventually(Duration::from_secs(5), || handler.effects().len() == 2).await);
+    let Some(before) = thread_cpu_ticks() else {
+        return;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = thread_cpu_ticks().unwrap() - before;
+    assert!(used < 10, "idle workers used {used}0 ms of CPU in 1 s");
+}

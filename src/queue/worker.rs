@@ -227,11 +227,14 @@ where
                 }
             }
             if batch.is_empty() {
-                let _ = race(
+                let idle = race(
                     tokio::time::sleep(config.poll_interval),
                     self.ctx.stop.changed(),
-                )
-                .await;
+                );
+                if let Either::Right(Err(_)) = idle.await {
+                    // `Workers` was dropped: they run on, with no one to stop them.
+                    tokio::time::sleep(config.poll_interval).await;
+                }
                 continue;
             }
             if source == Source::Primary {
