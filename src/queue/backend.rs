@@ -54,6 +54,29 @@ impl fmt::Debug for DeadLetter {
 }
 
 impl DeadLetter {
+    /// A dead letter, as a backend lists it: `handle` is the backend's own name for this one
+    /// (what [`QueueBackend::requeue`] finds it by), given back by [`handle`](Self::handle).
+    pub fn new(
+        push: QueuedPush,
+        attempts: u32,
+        error: impl Into<String>,
+        failed_at: SystemTime,
+        handle: Vec<u8>,
+    ) -> Self {
+        DeadLetter {
+            push,
+            attempts,
+            error: error.into(),
+            failed_at,
+            raw: handle,
+        }
+    }
+
+    /// The backend's own name for this letter.
+    pub fn handle(&self) -> &[u8] {
+        &self.raw
+    }
+
     /// The push.
     pub fn push(&self) -> &QueuedPush {
         &self.push

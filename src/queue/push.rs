@@ -1,7 +1,7 @@
 //! A queued push: what a worker needs to rebuild the handler's `Request<Message>`, and its
 //! encoding for a backend that stores bytes.
 
-// The encoding is for a backend that stores bytes (Redis).
+// Without Redis, only the tests use the reader and writer.
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 use std::fmt;
@@ -151,8 +151,9 @@ impl QueuedPush {
         Ok(request)
     }
 
-    /// The push as bytes, for a backend that stores bytes.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The push as bytes, for a backend that stores bytes (the document is in them: they
+    /// hold the user's message).
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.document.len() + 256);
         out.push(VERSION);
         put(&mut out, self.id.0.as_bytes());
@@ -180,8 +181,8 @@ impl QueuedPush {
         out
     }
 
-    /// What [`encode`](Self::encode) wrote; `None` for anything else.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+    /// What [`to_bytes`](Self::to_bytes) wrote; `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let mut r = Reader(bytes);
         if r.byte()? != VERSION {
             return None;
@@ -306,8 +307,8 @@ mod tests {
         let push = QueuedPush::new(&message, doc, &info, Some(AppName::new("app-1").unwrap()))
             .with_uri(Uri::from_static("/wx/app-1?x=1"));
         assert_eq!(push.id().as_str(), "app-1/gh_1|msg|42");
-        let bytes = push.encode();
-        let back = QueuedPush::decode(&bytes).unwrap();
+        let bytes = push.to_bytes();
+        let back = QueuedPush::from_bytes(&bytes).unwrap();
         let request = back.request(3).unwrap();
         assert_eq!(request.body(), &message);
         assert_eq!(request.uri(), "/wx/app-1?x=1");
@@ -326,10 +327,10 @@ mod tests {
         );
         // Truncated or extended bytes are refused, never misread.
         for cut in 0..bytes.len() {
-            assert!(QueuedPush::decode(&bytes[..cut]).is_none(), "{cut}");
+            assert!(QueuedPush::from_bytes(&bytes[..cut]).is_none(), "{cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(QueuedPush::decode(&longer).is_none());
+        assert!(QueuedPush::from_bytes(&longer).is_none());
     }
 }

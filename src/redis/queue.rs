@@ -152,7 +152,7 @@ fn decode_dead(raw: Vec<u8>) -> Option<DeadLetter> {
     let attempts = u32::try_from(number(r.field()?)?).ok()?;
     let at = number(r.field()?)?;
     let error = String::from_utf8_lossy(r.field()?).into_owned();
-    let push = QueuedPush::decode(r.field()?)?;
+    let push = QueuedPush::from_bytes(r.field()?)?;
     if !r.0.is_empty() {
         return None;
     }
@@ -175,7 +175,7 @@ impl QueueBackend for RedisQueue {
                 .key(self.conn.key("queue:seen", push.id().as_str()))
                 .arg(GROUP)
                 .arg(millis(self.dedupe_ttl))
-                .arg(push.encode())
+                .arg(push.to_bytes())
                 .arg(self.capacity);
             Ok(match self.invoke::<i64>(invocation).await? {
                 0 => Enqueued::Queued,
@@ -216,7 +216,7 @@ impl QueueBackend for RedisQueue {
                 let attempt = number(before)
                     .unwrap_or(0)
                     .saturating_add(number(deliveries).unwrap_or(1).max(1));
-                match QueuedPush::decode(record) {
+                match QueuedPush::from_bytes(record) {
                     Some(push) => taken.push(Held {
                         entry: id,
                         attempt,
@@ -282,7 +282,7 @@ impl QueueBackend for RedisQueue {
         retry_in: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let record = held.push.encode();
+            let record = held.push.to_bytes();
             let (delay, value) = match retry_in {
                 Some(delay) => {
                     let mut member = format!("{}:", held.attempt).into_bytes();
@@ -319,7 +319,7 @@ impl QueueBackend for RedisQueue {
                 .arg(consumer)
                 .arg(&held.entry)
                 .arg(held.attempt.saturating_sub(1))
-                .arg(held.push.encode());
+                .arg(held.push.to_bytes());
             self.invoke::<i64>(invocation).await.map(drop)
         })
     }
@@ -354,7 +354,7 @@ impl QueueBackend for RedisQueue {
                 .key(self.key("dead"))
                 .arg(GROUP)
                 .arg(&letter.raw)
-                .arg(letter.push.encode());
+                .arg(letter.push.to_bytes());
             Ok(self.invoke::<i64>(invocation).await? == 1)
         })
     }
