@@ -21,8 +21,9 @@ pub mod client;
 pub mod redis;
 
 #[cfg(feature = "test-util")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test;
+#[cfg(feature = "tokio")]
+pub mod queue;
 
 #[cfg(feature = "axum")]
 pub use middleware::axum;

@@ -54,6 +54,7 @@
 
 mod connection;
 mod dedupe;
+mod queue;
 mod replay;
 mod ticket;
 // The access-token store implements the client's `TokenStore`: it needs feature `client` too.
@@ -67,6 +68,7 @@ use std::time::Duration;
 use connection::Connection;
 
 pub use dedupe::RedisDedupeStore;
+pub use queue::{RedisQueue, DEFAULT_STREAM_CAPACITY};
 pub use replay::RedisReplayStore;
 pub use ticket::RedisTicketStore;
 #[cfg(feature = "client")]
@@ -130,6 +132,12 @@ impl RedisStores {
     /// [`WechatLayer::ticket_store`](crate::WechatLayer::ticket_store)).
     pub fn ticket_store(&self) -> RedisTicketStore {
         RedisTicketStore::new(self.conn.clone())
+    }
+
+    /// The durable queue on this Redis, shared by every instance (see [`RedisQueue`] and
+    /// the [`queue`](crate::queue) module).
+    pub fn queue(&self) -> RedisQueue {
+        RedisQueue::new(self.conn.clone())
     }
 
     /// The prefix of every key.

@@ -81,6 +81,12 @@ pub struct PushInfo {
 }
 
 impl PushInfo {
+    /// What a queued push was verified with, rebuilt by the queue's workers.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn rebuilt(query: CallbackQuery, format: Format, key: Option<KeyId>) -> Self {
+        PushInfo { query, format, key }
+    }
+
     /// The verified query: `openid`, `timestamp`, `nonce`, signatures.
     pub fn query(&self) -> &CallbackQuery {
         &self.query
