@@ -20,10 +20,11 @@ pub mod client;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
+pub use middleware::apps;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use middleware::axum;
-pub use protocol::{apps, codec, crypto, message, query, reply, signature};
+pub use protocol::{codec, crypto, message, query, reply, signature};
 pub use retry::replay;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -39,7 +40,7 @@ pub use endpoint::{
 };
 pub use message::Message;
 pub use middleware::{
-    MultiApp, PassBody, PassThrough, ResponseFuture, SingleApp, Typed, Wechat, WechatLayer,
+    PassBody, PassThrough, PassThroughFuture, ResponseFuture, Typed, Wechat, WechatLayer,
     DEFAULT_BODY_LIMIT,
 };
 pub use rejection::Rejection;

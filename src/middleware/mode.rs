@@ -1,6 +1,7 @@
 //! The two ways the layer meets the handler: typed (`Request<Message>` in, `Into<Reply>` out)
 //! and pass-through (the decrypted document in, an HTTP response out). One configuration and
-//! one verification path; a [`Mode`] only says how the handler's answer becomes the response.
+//! one verification path; an [`Answer`] only says how the handler's answer becomes the
+//! response.
 
 use bytes::Bytes;
 use http::Response;
@@ -9,9 +10,11 @@ use super::response;
 use crate::body;
 use crate::endpoint::{Endpoint, ReplyTo};
 use crate::reply::Reply;
+use crate::retry::Outcome;
 
-/// How a mode turns the handler's answer `R` into the response.
-pub trait Mode<R> {
+/// A handler's answer in one mode ([`Reply`] typed, `PassOutcome` pass-through): how it
+/// becomes the response. Crate-private: the public bounds name the handler's own types only.
+pub(crate) trait Answer: Outcome {
     /// The response body.
     type Body;
 
@@ -22,7 +25,7 @@ pub trait Mode<R> {
     fn own(response: Response<body::Body>) -> Response<Self::Body>;
 
     /// The response to the handler's answer.
-    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<Self::Body>;
+    fn finish(self, endpoint: &Endpoint, to: &ReplyTo) -> Response<Self::Body>;
 }
 
 /// The typed mode (the default): the handler takes `Request<Message>` and answers anything
@@ -32,7 +35,7 @@ pub trait Mode<R> {
 #[non_exhaustive]
 pub struct Typed;
 
-impl<R: Into<Reply>> Mode<R> for Typed {
+impl Answer for Reply {
     type Body = body::Body;
 
     const KEEP_DOCUMENT: bool = false;
@@ -41,8 +44,8 @@ impl<R: Into<Reply>> Mode<R> for Typed {
         response
     }
 
-    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<body::Body> {
-        response::answer(endpoint.answer(to, &answer.into()))
+    fn finish(self, endpoint: &Endpoint, to: &ReplyTo) -> Response<body::Body> {
+        response::answer(endpoint.answer(to, &self))
     }
 }
 
