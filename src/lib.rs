@@ -40,8 +40,8 @@ pub use endpoint::{
 };
 pub use message::Message;
 pub use middleware::{
-    PassBody, PassThrough, PassThroughFuture, ResponseFuture, Typed, Wechat, WechatLayer,
-    DEFAULT_BODY_LIMIT,
+    PassBody, PassThrough, PassThroughFuture, ResponseFuture, Typed, TypedHandler, Wechat,
+    WechatLayer, DEFAULT_BODY_LIMIT,
 };
 pub use rejection::Rejection;
 pub use reply::Reply;

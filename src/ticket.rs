@@ -109,6 +109,11 @@ impl fmt::Debug for VerifyTicket {
 /// * [`set`](Self::set): store `ticket` unless the stored one has a later `create_time` (a
 ///   retried, older push must not replace a newer ticket): a compare-and-set, a small Lua
 ///   script, with a TTL of at least [`TICKET_VALIDITY_SECS`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a ticket store",
+    label = "not a `TicketStore`",
+    note = "pass `MemoryTicketStore::new()`, `RedisStores::ticket_store()` (feature `redis`), an `Arc` of a store, or a type implementing `wechat_push::ticket::TicketStore`"
+)]
 pub trait TicketStore: Send + Sync + fmt::Debug {
     /// The latest ticket stored for `component_app_id`.
     fn get<'a>(

@@ -16,7 +16,7 @@ use tower::Service;
 use super::apps::App;
 use super::collect::{collect, Collected};
 use super::config::Config;
-use super::mode::Answer;
+use super::mode::{Answer, TypedHandler};
 use super::open::{open, Opened, Pending, Recipient, Step};
 use super::pass_through::{Adapter, PassBody, PassOutcome};
 use super::retry;
@@ -73,10 +73,7 @@ where
 
 impl<S, B> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<Message>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Response: Into<Reply> + Send + 'static,
-    S::Error: Send + 'static,
+    S: TypedHandler,
     B: Body,
 {
     type Output = Result<Response<body::Body>, S::Error>;

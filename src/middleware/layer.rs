@@ -99,8 +99,9 @@ impl WechatLayer {
     /// What names the app (the path, the query) is not authenticated: choosing by it is safe
     /// only because the request is then verified with the chosen app's own signature, and
     /// opened with its own key and AppID. A request naming no configured app is answered 404
-    /// ([`Rejection::UnknownApp`]), never checked with another app's keys. Apps can be added
-    /// or replaced in `apps` (a shared handle) while the layer serves.
+    /// ([`Rejection::UnknownApp`](crate::Rejection::UnknownApp)), never checked with another
+    /// app's keys. Apps can be added or replaced in `apps` (a shared handle) while the layer
+    /// serves.
     ///
     /// The handler finds the chosen app's [`AppName`](crate::apps::AppName) in its request's
     /// extensions, beside the [`PushInfo`](crate::PushInfo), in both modes. With

@@ -27,6 +27,6 @@ mod service;
 pub use config::DEFAULT_BODY_LIMIT;
 pub use future::{PassThroughFuture, ResponseFuture};
 pub use layer::WechatLayer;
-pub use mode::Typed;
+pub use mode::{Typed, TypedHandler};
 pub use pass_through::{PassBody, PassThrough};
 pub use service::Wechat;

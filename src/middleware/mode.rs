@@ -4,11 +4,13 @@
 //! response.
 
 use bytes::Bytes;
-use http::Response;
+use http::{Request, Response};
+use tower::Service;
 
 use super::response;
 use crate::body;
 use crate::endpoint::{Endpoint, ReplyTo};
+use crate::message::Message;
 use crate::reply::Reply;
 use crate::retry::Outcome;
 
@@ -47,6 +49,53 @@ impl Answer for Reply {
     fn finish(self, endpoint: &Endpoint, to: &ReplyTo) -> Response<body::Body> {
         response::answer(endpoint.answer(to, &self))
     }
+}
+
+/// A handler of the typed mode: a `Service<Request<Message>>` answering anything
+/// `Into<Reply>`, `Clone`, and `Send + 'static` with its future, answer and error (dedupe and
+/// the ack deadline, run-time settings, may move it into a task of its own). Implemented for
+/// every such service: there is nothing to implement, the trait only names what
+/// [`Wechat`](crate::Wechat) needs, so that a mistake gets a message that names the fix.
+///
+/// The usual mistake is an HTTP handler (an axum handler or `Router`) behind a typed layer,
+/// which needs [`pass_through`](crate::WechatLayer::pass_through) instead. The compiler then
+/// says so, beside axum's own complaint about the body (`Message: HttpBody`):
+///
+/// ```text
+/// error[E0277]: `Route` is not a typed WeChat handler
+///   |
+///   |     let app: Router = Router::new().route("/wechat", post(on_push).layer(wechat));
+///   |                                                                    ^^^^^ not a `Service<Request<Message>>` answering `Into<Reply>`
+///   |
+///   = help: the trait `TypedHandler` is not implemented for `Route`
+///   = note: an HTTP handler (an axum handler or `Router`, any service taking an HTTP body) goes behind a pass-through layer: `WechatLayer::new(token)?.pass_through()`
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a typed WeChat handler",
+    label = "not a `Service<Request<Message>>` answering `Into<Reply>`",
+    note = "an HTTP handler (an axum handler or `Router`, any service taking an HTTP body) goes behind a pass-through layer: `WechatLayer::new(token)?.pass_through()`",
+    note = "a typed handler is a `Service<Request<Message>>` (e.g. `tower::service_fn`) answering anything `Into<Reply>`, `Clone + Send + 'static`, with a `Send` future"
+)]
+pub trait TypedHandler:
+    Service<
+        Request<Message>,
+        Response: Into<Reply> + Send + 'static,
+        Future: Send + 'static,
+        Error: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+#[diagnostic::do_not_recommend]
+impl<S> TypedHandler for S
+where
+    S: Service<Request<Message>> + Clone + Send + 'static,
+    S::Response: Into<Reply> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
 }
 
 /// The push's document (XML or JSON, decrypted), handed to a pass-through handler as its

@@ -12,15 +12,13 @@ use tower::Service;
 use super::apps::App;
 use super::config::{Config, Source};
 use super::future::{Engine, PassThroughFuture, ResponseFuture};
-use super::mode::Typed;
+use super::mode::{Typed, TypedHandler};
 use super::pass_through::{Adapter, PassBody, PassThrough};
 use super::response;
 use crate::body;
 use crate::endpoint::Verified;
-use crate::message::Message;
 use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
-use crate::reply::Reply;
 
 /// A WeChat push endpoint around the handler `S`. Made by [`WechatLayer`](crate::WechatLayer).
 ///
@@ -71,7 +69,8 @@ impl<S, M> Wechat<S, M> {
     }
 }
 
-/// The typed mode: the handler takes `Request<Message>` and answers anything `Into<Reply>`.
+/// The typed mode: the handler takes `Request<Message>` and answers anything `Into<Reply>`
+/// (see [`TypedHandler`]).
 ///
 /// The handler is `Send + 'static` (and so are its future, answer and error) because
 /// [dedupe](crate::WechatLayer::dedupe) and the
@@ -79,10 +78,7 @@ impl<S, M> Wechat<S, M> {
 /// settings, may move it into a task of its own; with neither on it is called directly.
 impl<S, B> Service<Request<B>> for Wechat<S, Typed>
 where
-    S: Service<Request<Message>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Response: Into<Reply> + Send + 'static,
-    S::Error: Send + 'static,
+    S: TypedHandler,
     B: Body,
 {
     type Response = Response<body::Body>;

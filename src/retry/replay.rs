@@ -46,6 +46,11 @@ pub enum Seen {
 ///
 /// One operation, atomic: record the digest under the key unless the key exists, and say what
 /// was there. A Redis implementation is `SET key digest NX GET EX ttl`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a replay store",
+    label = "not a `ReplayStore`",
+    note = "pass `MemoryReplayStore::default()`, `RedisStores::replay_store()` (feature `redis`), an `Arc` of a store, or a type implementing `wechat_push::replay::ReplayStore`"
+)]
 pub trait ReplayStore: Send + Sync + 'static {
     /// Records `digest` under `key` for `ttl` unless `key` is present, and reports what was
     /// there.
