@@ -24,7 +24,7 @@ pub use middleware::apps;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use middleware::axum;
-pub use protocol::{codec, crypto, message, query, reply, signature};
+pub use protocol::{clock, codec, crypto, message, query, reply, signature};
 pub use retry::replay;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

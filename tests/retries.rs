@@ -16,6 +16,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::{Notify, Semaphore};
 use tower::{service_fn, Service, ServiceExt};
+use wechat_push::clock::FixedClock;
 use wechat_push::dedupe::{Claim, DedupeConfig, DedupeStore, MemoryDedupeStore};
 use wechat_push::message::Kind;
 use wechat_push::replay::MemoryReplayStore;
@@ -822,7 +823,7 @@ async fn with_the_timestamp_check_off_the_replay_guard_keeps_its_own_window() {
         WechatLayer::new(case.token())
             .unwrap()
             .timestamp_tolerance(None)
-            .clock(move || now)
+            .clock(FixedClock::at_unix(now))
     };
     // Without the guard, the check is off: an hour-old push passes.
     let svc = layer(ts + 3600).layer(counting(calls.clone()));

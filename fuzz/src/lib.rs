@@ -20,6 +20,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use tower::Service;
 use wechat_push::apps::{App, AppName, Apps, ChooseApp};
+use wechat_push::clock::FixedClock;
 use wechat_push::codec::{self, Envelope, Format};
 use wechat_push::crypto::{self, EncodingAesKey};
 use wechat_push::message::Kind;
@@ -597,12 +598,12 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
             .encryption(key, APPID)
             .expect("a valid AppID")
             .require_encryption(strict)
-            .clock(|| NOW);
+            .clock(FixedClock::at_unix(NOW));
         let other = Endpoint::new(OTHER_TOKEN)
             .expect("a valid token")
             .encryption(EncodingAesKey::new(KEY_B).expect("a valid key"), APPID_B)
             .expect("a valid AppID")
-            .clock(|| NOW);
+            .clock(FixedClock::at_unix(NOW));
         let apps: Apps = [
             App::new("main", main).expect("a valid name"),
             App::new("other", other).expect("a valid name"),
@@ -617,7 +618,7 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
             .expect("a valid token")
             .encryption(key, APPID)
             .expect("a valid AppID")
-            .clock(|| NOW);
+            .clock(FixedClock::at_unix(NOW));
         if strict {
             layer = layer.require_encryption(true).body_limit(STRICT_LIMIT);
         }
@@ -827,7 +828,7 @@ pub fn wecom_layer(data: &[u8]) -> Option<(StatusCode, bool)> {
     let key = EncodingAesKey::new(KEY).expect("a valid key");
     let endpoint = Endpoint::wecom(TOKEN, key.clone(), ReceiveId::CorpId(CORP.into()))
         .expect("a valid WeCom endpoint")
-        .clock(|| NOW);
+        .clock(FixedClock::at_unix(NOW));
     let mut layer = WechatLayer::from_endpoint(endpoint);
     if strict {
         layer = layer.body_limit(STRICT_LIMIT);

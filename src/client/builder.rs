@@ -77,7 +77,8 @@ impl ClientBuilder {
     }
 
     /// The clock token expiry is measured with (default [`SystemClock`](super::SystemClock)).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
         self.clock = Some(clock);
         self
     }

@@ -62,6 +62,7 @@ mod token;
 mod transport;
 mod wire;
 
+pub use crate::clock::{Clock, SystemClock};
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use error::{ApiError, ApiErrorKind, BadResponseKind, BuildError, Error, SharedError};
@@ -69,7 +70,7 @@ pub use message::{
     mini_program_link, CustomMessage, Image, Link, Media, MediaType, MiniProgramPage, Text,
     TypingCommand, UploadedMedia,
 };
-pub use token::{AccessToken, Clock, MemoryTokenStore, SystemClock, TokenStore};
+pub use token::{AccessToken, MemoryTokenStore, TokenStore};
 pub use transport::{HttpsFuture, HttpsTransport};
 
 /// The default base URL of the WeChat API.

@@ -185,19 +185,3 @@ impl TokenStore for MemoryTokenStore {
         ready(Ok(()))
     }
 }
-
-/// The time source for token expiry, injectable for tests.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current wall-clock time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The real clock ([`SystemTime::now`]); the default.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}

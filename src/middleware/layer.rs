@@ -12,6 +12,7 @@ use super::config::{Config, Source};
 use super::mode::Typed;
 use super::pass_through::PassThrough;
 use super::service::Wechat;
+use crate::clock::Clock;
 use crate::crypto::{EncodingAesKey, KeyRing};
 #[cfg(feature = "tokio")]
 use crate::dedupe::{DedupeConfig, DedupeStore};
@@ -226,12 +227,13 @@ impl<M> WechatLayer<M> {
         self.with_endpoint(|e| e.timestamp_tolerance(tolerance))
     }
 
-    /// Replaces the clock (Unix seconds) used for the timestamp check and for the time written
-    /// into replies. For tests that replay fixed timestamps.
+    /// Replaces the clock (default [`SystemClock`](crate::clock::SystemClock)) used for the
+    /// timestamp check and for the time written into replies. For tests that replay fixed
+    /// timestamps: [`FixedClock`](crate::clock::FixedClock).
     ///
     /// A layer serving several [`apps`](Self::apps) takes each app's settings from its own
     /// [`Endpoint`]: there this changes nothing.
-    pub fn clock(self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+    pub fn clock(self, clock: impl Clock + 'static) -> Self {
         self.with_endpoint(|e| e.clock(clock))
     }
 }

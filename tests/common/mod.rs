@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use wechat_push::clock::FixedClock;
 use wechat_push::message::Kind;
 use wechat_push::{crypto, signature, EncodingAesKey, Message, Reply, WechatLayer};
 
@@ -64,7 +65,7 @@ impl Case {
             .unwrap()
             .encryption(self.key(), self.appid())
             .unwrap()
-            .clock(move || now)
+            .clock(FixedClock::at_unix(now))
     }
     pub fn format(&self, format: &str) -> &Value {
         &self.v[format]
