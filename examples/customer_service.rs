@@ -147,7 +147,7 @@ impl Stores {
         match self {
             Stores::Memory => client,
             #[cfg(feature = "redis")]
-            Stores::Redis(redis) => client.token_store(std::sync::Arc::new(redis.token_store())),
+            Stores::Redis(redis) => client.token_store(redis.token_store()),
         }
     }
 }

@@ -70,8 +70,10 @@ impl ClientBuilder {
     }
 
     /// Where tokens are kept (default: a fresh [`MemoryTokenStore`](super::MemoryTokenStore)). Share one store
-    /// between instances to share the token.
-    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+    /// between instances to share the token (a store shared with other code is passed as an
+    /// `Arc`, which is a store too).
+    pub fn token_store(mut self, store: impl TokenStore + 'static) -> Self {
+        let store: Arc<dyn TokenStore> = Arc::new(store);
         self.store = Some(store);
         self
     }

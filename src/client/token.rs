@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::store::{BoxFuture, StoreError};
@@ -99,6 +99,42 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
 
     /// Releases the refresh lock `key` if `owner` holds it.
     fn unlock<'a>(&'a self, key: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// A shared store is a store: `token_store(store.clone())` with `store` an `Arc` of one.
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<AccessToken>, StoreError>> {
+        (**self).get(key)
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        token: AccessToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).set(key, token)
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).invalidate(key, value)
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).try_lock(key, owner, lease)
+    }
+
+    fn unlock<'a>(&'a self, key: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).unlock(key, owner)
+    }
 }
 
 /// The default [`TokenStore`]: a map in this process's memory.
