@@ -78,7 +78,7 @@ impl ClientBuilder {
         self
     }
 
-    /// The clock token expiry is measured with (default [`SystemClock`](super::SystemClock)).
+    /// The clock token expiry is measured with (default [`SystemClock`](crate::clock::SystemClock)).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(clock);
         self.clock = Some(clock);

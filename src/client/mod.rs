@@ -62,7 +62,6 @@ mod token;
 mod transport;
 mod wire;
 
-pub use crate::clock::{Clock, SystemClock};
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use error::{ApiError, ApiErrorKind, BadResponseKind, BuildError, Error, SharedError};
@@ -71,6 +70,8 @@ pub use message::{
     TypingCommand, UploadedMedia,
 };
 pub use token::{AccessToken, MemoryTokenStore, TokenStore};
+// The crate's one clock, read for token expiry.
+use crate::clock::{Clock, SystemClock};
 pub use transport::{HttpsFuture, HttpsTransport};
 
 /// The default base URL of the WeChat API.

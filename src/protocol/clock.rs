@@ -12,13 +12,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current wall-clock time.
     fn now(&self) -> SystemTime;
+}
 
-    /// The current time in Unix seconds (0 before 1970).
-    fn unix_secs(&self) -> u64 {
-        self.now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    }
+/// `time` in Unix seconds (0 before 1970).
+pub(crate) fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The real clock ([`SystemTime::now`]); the default.
@@ -34,10 +32,11 @@ impl Clock for SystemClock {
 /// A clock that stands still at one time.
 ///
 /// ```
+/// use std::time::{Duration, UNIX_EPOCH};
 /// use wechat_push::clock::{Clock, FixedClock};
 ///
 /// let clock = FixedClock::at_unix(1_714_036_504);
-/// assert_eq!(clock.unix_secs(), 1_714_036_504);
+/// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1_714_036_504));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FixedClock(SystemTime);
@@ -63,9 +62,5 @@ impl Clock for FixedClock {
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> SystemTime {
         (**self).now()
-    }
-
-    fn unix_secs(&self) -> u64 {
-        (**self).unix_secs()
     }
 }

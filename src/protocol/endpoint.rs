@@ -335,7 +335,7 @@ impl Endpoint {
 
     /// The current time by this endpoint's clock, in Unix seconds.
     pub fn now(&self) -> u64 {
-        self.clock.unix_secs()
+        crate::clock::unix_secs(self.clock.now())
     }
 
     /// `msg_signature` over `data` (a push's `Encrypt`, a WeCom handshake's `echostr`), in
