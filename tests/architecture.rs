@@ -110,3 +110,39 @@ fn the_redis_stores_import_only_the_store_traits() {
     );
     assert!(found.is_empty(), "{found:#?}");
 }
+
+/// The middleware's files import one way: the layer builds the service, the service makes the
+/// future, and what they share (the config) imports none of them, so no loop runs through it.
+#[test]
+fn the_middleware_imports_no_loop_through_its_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/middleware");
+    let rules: &[(&str, &[&str])] = &[
+        (
+            "config.rs",
+            &["super::layer", "super::service", "super::future"],
+        ),
+        ("service.rs", &["super::layer"]),
+        ("future.rs", &["super::layer", "super::service"]),
+        (
+            "open.rs",
+            &["super::layer", "super::service", "super::future"],
+        ),
+        (
+            "retry.rs",
+            &["super::layer", "super::service", "super::future"],
+        ),
+    ];
+    let mut found = Vec::new();
+    for (file, forbidden) in rules {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for word in *forbidden {
+                if code.contains(word) {
+                    found.push(format!("{file}:{}: {word}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
