@@ -37,6 +37,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Service, ServiceExt};
 use wechat_push::apps::{App, Apps, ChooseApp};
 use wechat_push::body::Body as LayerBody;
+use wechat_push::clock::FixedClock;
 use wechat_push::crypto::EncodingAesKey;
 use wechat_push::message::Kind;
 use wechat_push::{signature, Endpoint, Format, Message, Reply, WechatLayer};
@@ -176,7 +177,7 @@ fn benches(c: &mut Criterion) {
         .unwrap()
         .encryption(EncodingAesKey::new(KEY).unwrap(), APPID)
         .unwrap()
-        .clock(|| 1_714_200_000);
+        .clock(FixedClock::at_unix(1_714_200_000));
     let acknowledging = layer.layer(service_fn(|_: Request<Message>| {
         ready(Ok::<_, Infallible>(Reply::Success))
     }));
@@ -240,7 +241,7 @@ fn bench_apps(c: &mut Criterion, push: &Push, check: impl Fn(Response<LayerBody>
                 .unwrap()
                 .encryption(EncodingAesKey::new(KEY).unwrap(), APPID)
                 .unwrap()
-                .clock(|| 1_714_200_000);
+                .clock(FixedClock::at_unix(1_714_200_000));
             App::new(&name(i), endpoint).unwrap()
         })
         .collect();

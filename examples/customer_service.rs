@@ -51,13 +51,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::service_fn;
 use wechat_push::client::{Client, ClientBuilder, CustomMessage, DEFAULT_BASE_URL};
-use wechat_push::deadline::AckDeadlineLayer;
-use wechat_push::dedupe::{DedupeLayer, MemoryDedupeStore};
+use wechat_push::dedupe::{DedupeConfig, MemoryDedupeStore};
 use wechat_push::message::{Event, Kind};
 use wechat_push::{ConfigError, EncodingAesKey, Message, Reply, WechatLayer};
-
-/// The layer with dedupe and the acknowledgement deadline on.
-pub(crate) type ProductionLayer = WechatLayer<DedupeLayer, AckDeadlineLayer>;
 
 /// Answer WeChat within this, whatever the handler does (WeChat gives up at 5 s).
 pub(crate) const ACK_DEADLINE: Duration = Duration::from_secs(4);
@@ -74,7 +70,7 @@ pub(crate) struct Config {
     /// `BIND`.
     pub(crate) bind: SocketAddr,
     /// The WeChat layer (`WECHAT_TOKEN`, `WECHAT_APPID`, `WECHAT_ENCODING_AES_KEY`).
-    pub(crate) layer: ProductionLayer,
+    pub(crate) layer: WechatLayer,
     /// The customer-service client (`WECHAT_APPID`, `WECHAT_APP_SECRET`, `WECHAT_API_BASE`).
     pub(crate) client: Client,
 }
@@ -139,11 +135,11 @@ impl Stores {
         }
     }
 
-    fn dedupe(&self) -> DedupeLayer {
+    fn dedupe(&self) -> DedupeConfig {
         match self {
-            Stores::Memory => DedupeLayer::new(MemoryDedupeStore::default()),
+            Stores::Memory => DedupeConfig::new(MemoryDedupeStore::default()),
             #[cfg(feature = "redis")]
-            Stores::Redis(redis) => DedupeLayer::new(redis.dedupe_store()),
+            Stores::Redis(redis) => DedupeConfig::new(redis.dedupe_store()),
         }
     }
 
@@ -151,7 +147,7 @@ impl Stores {
         match self {
             Stores::Memory => client,
             #[cfg(feature = "redis")]
-            Stores::Redis(redis) => client.token_store(std::sync::Arc::new(redis.token_store())),
+            Stores::Redis(redis) => client.token_store(redis.token_store()),
         }
     }
 }
@@ -163,8 +159,8 @@ pub(crate) fn wechat_layer(
     token: String,
     key: Option<EncodingAesKey>,
     app_id: &str,
-    dedupe: DedupeLayer,
-) -> Result<ProductionLayer, ConfigError> {
+    dedupe: DedupeConfig,
+) -> Result<WechatLayer, ConfigError> {
     let layer = WechatLayer::new(token)?;
     let layer = match key {
         Some(key) => layer.encryption(key, app_id)?,
@@ -215,7 +211,7 @@ impl Responder {
 }
 
 /// The router: the WeChat endpoint at `/wechat`, 404 everywhere else.
-fn router(layer: &ProductionLayer, responder: Responder) -> Router {
+fn router(layer: &WechatLayer, responder: Responder) -> Router {
     let handler = service_fn(move |req: Request<Message>| {
         responder.respond(req.body());
         // Acknowledge at once: the answer goes through the customer-service API.

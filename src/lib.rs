@@ -20,14 +20,15 @@ pub mod client;
 #[cfg(feature = "redis")]
 pub mod redis;
 
-#[cfg(feature = "test-util")]
-pub mod test;
 #[cfg(feature = "tokio")]
 pub mod queue;
+#[cfg(feature = "test-util")]
+pub mod test;
 
+pub use middleware::apps;
 #[cfg(feature = "axum")]
 pub use middleware::axum;
-pub use protocol::{apps, codec, crypto, message, query, reply, signature};
+pub use protocol::{clock, codec, crypto, message, query, reply, signature};
 pub use retry::replay;
 #[cfg(feature = "tokio")]
 pub use retry::{deadline, dedupe};
@@ -42,8 +43,8 @@ pub use endpoint::{
 };
 pub use message::Message;
 pub use middleware::{
-    MultiApp, PassBody, PassThrough, ResponseFuture, SingleApp, Typed, Wechat, WechatLayer,
-    DEFAULT_BODY_LIMIT,
+    PassBody, PassThrough, PassThroughFuture, ResponseFuture, Typed, TypedHandler, Wechat,
+    WechatLayer, DEFAULT_BODY_LIMIT,
 };
 pub use rejection::Rejection;
 pub use reply::Reply;

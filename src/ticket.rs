@@ -39,9 +39,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::message::{ComponentEvent, Kind, Message};
+use crate::rejection::Rejection;
 use crate::store::{BoxFuture, StoreError};
 
 /// How long a ticket is valid after its `CreateTime`: 12 hours.
@@ -108,6 +109,11 @@ impl fmt::Debug for VerifyTicket {
 /// * [`set`](Self::set): store `ticket` unless the stored one has a later `create_time` (a
 ///   retried, older push must not replace a newer ticket): a compare-and-set, a small Lua
 ///   script, with a TTL of at least [`TICKET_VALIDITY_SECS`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a ticket store",
+    label = "not a `TicketStore`",
+    note = "pass `MemoryTicketStore::new()`, `RedisStores::ticket_store()` (feature `redis`), an `Arc` of a store, or a type implementing `wechat_push::ticket::TicketStore`"
+)]
 pub trait TicketStore: Send + Sync + fmt::Debug {
     /// The latest ticket stored for `component_app_id`.
     fn get<'a>(
@@ -132,6 +138,42 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
             }
         })
     }
+}
+
+/// A shared store is a store: `layer.ticket_store(tickets.clone())` with `tickets` an
+/// `Arc<MemoryTicketStore>` or an `Arc<dyn TicketStore>`.
+impl<T: TicketStore + ?Sized> TicketStore for Arc<T> {
+    fn get<'a>(
+        &'a self,
+        component_app_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<VerifyTicket>, StoreError>> {
+        (**self).get(component_app_id)
+    }
+
+    fn set<'a>(
+        &'a self,
+        component_app_id: &'a str,
+        ticket: VerifyTicket,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).set(component_app_id, ticket)
+    }
+}
+
+/// The layer's step before the handler for a push carrying a ticket: keep it in `store`, a
+/// failure refusing the push (503, so that WeChat pushes the ticket again). `None` for any
+/// other push.
+pub(crate) fn keep(
+    store: &Arc<dyn TicketStore>,
+    message: &Message,
+) -> Option<BoxFuture<'static, Result<(), Rejection>>> {
+    let ticket = VerifyTicket::from_message(message)?;
+    let (store, app_id) = (store.clone(), message.to_user().to_owned());
+    Some(Box::pin(async move {
+        store
+            .set(&app_id, ticket)
+            .await
+            .map_err(|_| Rejection::TicketStore)
+    }))
 }
 
 /// A [`TicketStore`] in this process's memory: one ticket per component AppID.

@@ -34,6 +34,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Service, ServiceExt};
 use wechat_push::apps::{App, Apps, ChooseApp};
 use wechat_push::body::Body;
+use wechat_push::clock::FixedClock;
 use wechat_push::{Endpoint, Message, Reply, WechatLayer};
 
 #[global_allocator]
@@ -132,7 +133,7 @@ fn one_request_through_the_layer_allocates_no_more_than_today() {
                 .unwrap()
                 .encryption(case.key(), case.appid())
                 .unwrap()
-                .clock(move || now);
+                .clock(FixedClock::at_unix(now));
             App::new(&format!("app{i}"), endpoint).unwrap()
         })
         .collect();

@@ -9,10 +9,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::json;
 use wechat_push::client::{
-    AccessToken, ApiErrorKind, BadResponseKind, Client, Clock, CustomMessage, Error,
-    HttpsTransport, Media, MediaType, MemoryTokenStore, MiniProgramPage, SharedError,
-    TokenEndpoint, TokenStore, TypingCommand,
+    AccessToken, ApiErrorKind, BadResponseKind, Client, CustomMessage, Error, HttpsTransport,
+    Media, MediaType, MemoryTokenStore, MiniProgramPage, SharedError, TokenEndpoint, TokenStore,
+    TypingCommand,
 };
+use wechat_push::clock::Clock;
 use wechat_push::store::{BoxFuture, StoreError};
 
 // ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::service_fn;
 use wechat_push::apps::{App, Apps, ChooseApp};
+use wechat_push::clock::FixedClock;
 use wechat_push::{signature, Endpoint, Message, WechatLayer, DEFAULT_BODY_LIMIT};
 
 const TO: &str = "gh_97417a04a28d";
@@ -2279,7 +2280,7 @@ fn apps(fx: &Fx) -> Apps {
         .unwrap()
         .encryption(fx.case.key(), fx.case.appid())
         .unwrap()
-        .clock(move || now);
+        .clock(FixedClock::at_unix(now));
     let other = Endpoint::new("OtherToken9")
         .unwrap()
         .encryption(
@@ -2287,7 +2288,7 @@ fn apps(fx: &Fx) -> Apps {
             "wxotherotherother0",
         )
         .unwrap()
-        .clock(move || now);
+        .clock(FixedClock::at_unix(now));
     [
         App::new("main", main).unwrap(),
         App::new("other", other).unwrap(),
@@ -3040,7 +3041,7 @@ async fn hostile_wecom_corpus() {
         wechat_push::ReceiveId::CorpId(W_CORP.into()),
     )
     .unwrap()
-    .clock(move || now);
+    .clock(FixedClock::at_unix(now));
     let handler = service_fn(move |req: Request<Message>| {
         let calls = counted.clone();
         async move {

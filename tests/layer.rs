@@ -11,6 +11,7 @@ use common::*;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use wechat_push::clock::FixedClock;
 use wechat_push::crypto;
 use wechat_push::message::Kind;
 use wechat_push::{signature, Message, PushInfo, Rejection, Reply, WechatLayer};
@@ -22,7 +23,7 @@ async fn handshake_echoes_echostr_without_calling_the_handler() {
     let now: u64 = s(case, "timestamp").parse().unwrap();
     let svc = WechatLayer::new(s(case, "token"))
         .unwrap()
-        .clock(move || now)
+        .clock(FixedClock::at_unix(now))
         .layer(service_fn(must_not_be_called));
     let res = svc
         .oneshot(request(Method::GET, s(case, "query"), ""))
@@ -51,7 +52,7 @@ async fn handshake_with_uppercase_signature_and_percent_encoding() {
     let now: u64 = s(case, "timestamp").parse().unwrap();
     let svc = WechatLayer::new(s(case, "token"))
         .unwrap()
-        .clock(move || now)
+        .clock(FixedClock::at_unix(now))
         .layer(service_fn(must_not_be_called));
     let query = format!(
         "signature={}&timestamp={}&nonce={}&echostr=a%2Bb%20c",
@@ -135,7 +136,7 @@ async fn timestamp_outside_tolerance_is_401_naming_it() {
         (ts + 301, false),
         (ts - 301, false),
     ] {
-        let layer = case.layer().clock(move || now);
+        let layer = case.layer().clock(FixedClock::at_unix(now));
         let query = format!("{}&echostr=42", case.plain_query());
         let svc = layer.layer(service_fn(must_not_be_called));
         let res = svc.oneshot(request(Method::GET, &query, "")).await.unwrap();
@@ -153,7 +154,7 @@ async fn timestamp_outside_tolerance_is_401_naming_it() {
     // Configurable, and switchable off.
     let layer = case
         .layer()
-        .clock(move || ts + 3600)
+        .clock(FixedClock::at_unix(ts + 3600))
         .timestamp_tolerance(Some(Duration::from_secs(4000)));
     let res = layer
         .layer(service_fn(must_not_be_called))
@@ -165,7 +166,10 @@ async fn timestamp_outside_tolerance_is_401_naming_it() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let layer = case.layer().clock(|| 0).timestamp_tolerance(None);
+    let layer = case
+        .layer()
+        .clock(FixedClock::at_unix(0))
+        .timestamp_tolerance(None);
     let res = layer
         .layer(service_fn(must_not_be_called))
         .oneshot(request(
@@ -289,10 +293,9 @@ async fn encryption_modes() {
     let case = Case::new(0);
     let xml = case.format("xml");
     // encrypt_type=aes without a configured key.
-    let plain_only = WechatLayer::new(case.token()).unwrap().clock({
-        let t = case.timestamp();
-        move || t
-    });
+    let plain_only = WechatLayer::new(case.token())
+        .unwrap()
+        .clock(FixedClock::at_unix(case.timestamp()));
     let (status, rejection, _) = rejected(
         plain_only,
         request(

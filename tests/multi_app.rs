@@ -16,6 +16,7 @@ use http_body_util::Full;
 use serde_json::Value;
 use tower::{service_fn, ServiceExt};
 use wechat_push::apps::{App, AppName, Apps, ChooseApp};
+use wechat_push::clock::FixedClock;
 use wechat_push::replay::MemoryReplayStore;
 use wechat_push::{
     crypto, signature, EncodingAesKey, Endpoint, Message, PushInfo, ReceiveId, Rejection, Reply,
@@ -36,7 +37,7 @@ fn mini_program(name: &str, token: &str, appid: &str) -> App {
         .unwrap()
         .encryption(key(), appid)
         .unwrap()
-        .clock(|| NOW);
+        .clock(FixedClock::at_unix(NOW));
     App::new(name, endpoint).unwrap()
 }
 
@@ -58,7 +59,7 @@ fn component() -> Endpoint {
         )
         .unwrap()
         .require_encryption(true)
-        .clock(move || now)
+        .clock(FixedClock::at_unix(now))
 }
 
 /// Apps `a` and `b` (two mini programs), and two component authorisers: the walkthrough's
@@ -552,7 +553,7 @@ fn wecom_agent(name: &str, agent_id: u64) -> App {
         ReceiveId::CorpId(v["receive_id"].as_str().unwrap().to_owned()),
     )
     .unwrap()
-    .clock(move || now);
+    .clock(FixedClock::at_unix(now));
     App::new(name, endpoint).unwrap().agent(agent_id)
 }
 

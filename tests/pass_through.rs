@@ -31,6 +31,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tower::{service_fn, ServiceExt};
+use wechat_push::clock::FixedClock;
 use wechat_push::replay::{MemoryReplayStore, ReplayStore, Seen};
 use wechat_push::store::{BoxFuture, StoreError};
 use wechat_push::{crypto, signature, Rejection, WechatLayer};
@@ -364,7 +365,7 @@ fn rows() -> Vec<Row> {
             |r| *r == Rejection::BadSignature,
         ),
         Row {
-            layer: Box::new(move || Case::new(0).layer().clock(move || ts + 301)),
+            layer: Box::new(move || Case::new(0).layer().clock(FixedClock::at_unix(ts + 301))),
             ..row(
                 "stale timestamp",
                 Method::POST,
@@ -498,7 +499,7 @@ fn rows() -> Vec<Row> {
             layer: Box::new(move || {
                 WechatLayer::new(Case::new(0).token())
                     .unwrap()
-                    .clock(move || ts)
+                    .clock(FixedClock::at_unix(ts))
             }),
             ..row(
                 "encrypted push, no key configured",

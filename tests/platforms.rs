@@ -15,6 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 use tower::{service_fn, ServiceExt};
 use wechat_push::body::Body;
+use wechat_push::clock::FixedClock;
 use wechat_push::crypto::DecryptError;
 use wechat_push::dedupe::dedupe_key;
 use wechat_push::message::{
@@ -46,7 +47,7 @@ fn wecom(v: &Value, receive_id: ReceiveId, now: &str) -> Endpoint {
     let now = secs(now);
     Endpoint::wecom(s(v, "token"), key(v), receive_id)
         .unwrap()
-        .clock(move || now)
+        .clock(FixedClock::at_unix(now))
 }
 
 fn corp(v: &Value) -> ReceiveId {
@@ -142,7 +143,7 @@ async fn wecom_get_verification_answers_the_decrypted_echostr() {
         ReceiveId::CorpId(s(case, "receive_id").into()),
     )
     .unwrap()
-    .clock(move || now);
+    .clock(FixedClock::at_unix(now));
     let (status, body, _) = run(
         endpoint,
         request(Method::GET, s(case, "query"), ""),
@@ -719,7 +720,7 @@ const ROBOT_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 fn robot() -> Endpoint {
     Endpoint::wecom_robot(ROBOT_TOKEN, EncodingAesKey::new(ROBOT_KEY).unwrap())
         .unwrap()
-        .clock(|| 1641002400)
+        .clock(FixedClock::at_unix(1641002400))
 }
 
 /// A robot push of `doc`, sealed with the tests' own AES for `receive_id`.
@@ -854,7 +855,7 @@ fn component(v: &Value, receive_id: &str, now: &str) -> Endpoint {
     let now = secs(now);
     Endpoint::component(s(v, "token"), key(v), receive_id)
         .unwrap()
-        .clock(move || now)
+        .clock(FixedClock::at_unix(now))
 }
 
 #[tokio::test]
@@ -1053,7 +1054,7 @@ fn component_crypto_of_wxjava() {
     let now = secs(s(case, "timestamp"));
     let endpoint = Endpoint::component(s(case, "token"), key(case), s(case, "receive_id"))
         .unwrap()
-        .clock(move || now);
+        .clock(FixedClock::at_unix(now));
     let body = format!(
         "<xml><AppId><![CDATA[{}]]></AppId><Encrypt><![CDATA[{}]]></Encrypt></xml>",
         s(case, "receive_id"),

@@ -593,7 +593,7 @@ async fn two_instances_make_one_token_fetch_and_one_refetch() {
         .map(|_| {
             Client::builder("wxAPPID", "SECRET")
                 .base_url(mock.base())
-                .token_store(Arc::new(instance(&server, "tok:").token_store()))
+                .token_store(instance(&server, "tok:").token_store())
                 .build()
                 .unwrap()
         })
@@ -792,7 +792,7 @@ async fn the_client_keeps_working_while_redis_is_down_and_shares_again_after() {
     .await;
     let client = Client::builder("wxAPPID", "SECRET")
         .base_url(mock.base())
-        .token_store(Arc::new(instance(&server, "cl:").token_store()))
+        .token_store(instance(&server, "cl:").token_store())
         .build()
         .unwrap();
     client.send_text("OPENID", "before").await.unwrap();

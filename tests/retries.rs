@@ -16,7 +16,8 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::{Notify, Semaphore};
 use tower::{service_fn, Service, ServiceExt};
-use wechat_push::dedupe::{Claim, DedupeLayer, DedupeStore, MemoryDedupeStore};
+use wechat_push::clock::FixedClock;
+use wechat_push::dedupe::{Claim, DedupeConfig, DedupeStore, MemoryDedupeStore};
 use wechat_push::message::Kind;
 use wechat_push::replay::MemoryReplayStore;
 use wechat_push::store::{BoxFuture, StoreError};
@@ -622,7 +623,7 @@ async fn a_reply_the_store_failed_to_record_frees_the_push() {
         store.complete_mode.store(mode, Ordering::SeqCst);
         let svc = case
             .layer()
-            .dedupe_with(DedupeLayer::new(store.clone()).lease(Duration::from_secs(60)))
+            .dedupe_with(DedupeConfig::new(store.clone()).lease(Duration::from_secs(60)))
             .layer(counting(calls.clone()));
         let push = || case.plain_push("xml");
         // The store failed, or hangs: the reply goes out all the same, at once (it is
@@ -822,7 +823,7 @@ async fn with_the_timestamp_check_off_the_replay_guard_keeps_its_own_window() {
         WechatLayer::new(case.token())
             .unwrap()
             .timestamp_tolerance(None)
-            .clock(move || now)
+            .clock(FixedClock::at_unix(now))
     };
     // Without the guard, the check is off: an hour-old push passes.
     let svc = layer(ts + 3600).layer(counting(calls.clone()));

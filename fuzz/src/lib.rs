@@ -5,11 +5,10 @@
 //!
 //! Only the main crate's own dependencies are used, so that the include works.
 
-use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use aes::cipher::{block_padding::NoPadding, BlockEncryptMut, KeyIvInit};
@@ -21,6 +20,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use tower::Service;
 use wechat_push::apps::{App, AppName, Apps, ChooseApp};
+use wechat_push::clock::FixedClock;
 use wechat_push::codec::{self, Envelope, Format};
 use wechat_push::crypto::{self, EncodingAesKey};
 use wechat_push::message::Kind;
@@ -307,8 +307,10 @@ struct Calls {
     app: Option<AppName>,
 }
 
+// Shared through a mutex, not an `Rc`: the layer's service needs a `Send` handler (dedupe and
+// the ack deadline, run-time options, may move it into a task).
 #[derive(Clone)]
-struct Recorder(Rc<RefCell<Calls>>);
+struct Recorder(Arc<Mutex<Calls>>);
 
 impl Service<Request<Message>> for Recorder {
     type Response = Reply;
@@ -320,7 +322,7 @@ impl Service<Request<Message>> for Recorder {
     }
 
     fn call(&mut self, req: Request<Message>) -> Self::Future {
-        let mut calls = self.0.borrow_mut();
+        let mut calls = self.0.lock().expect("not poisoned");
         calls.count += 1;
         calls.info = req.extensions().get::<PushInfo>().cloned();
         calls.app = req.extensions().get::<AppName>().cloned();
@@ -589,19 +591,19 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
     };
 
     let key = EncodingAesKey::new(KEY).expect("a valid key");
-    let calls = Rc::new(RefCell::new(Calls::default()));
+    let calls = Arc::new(Mutex::new(Calls::default()));
     let response: Response<_> = if named.is_some() {
         let main = Endpoint::new(TOKEN)
             .expect("a valid token")
             .encryption(key, APPID)
             .expect("a valid AppID")
             .require_encryption(strict)
-            .clock(|| NOW);
+            .clock(FixedClock::at_unix(NOW));
         let other = Endpoint::new(OTHER_TOKEN)
             .expect("a valid token")
             .encryption(EncodingAesKey::new(KEY_B).expect("a valid key"), APPID_B)
             .expect("a valid AppID")
-            .clock(|| NOW);
+            .clock(FixedClock::at_unix(NOW));
         let apps: Apps = [
             App::new("main", main).expect("a valid name"),
             App::new("other", other).expect("a valid name"),
@@ -616,7 +618,7 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
             .expect("a valid token")
             .encryption(key, APPID)
             .expect("a valid AppID")
-            .clock(|| NOW);
+            .clock(FixedClock::at_unix(NOW));
         if strict {
             layer = layer.require_encryption(true).body_limit(STRICT_LIMIT);
         }
@@ -626,7 +628,7 @@ pub fn layer(data: &[u8]) -> Option<(StatusCode, bool)> {
     let status = response.status();
     assert!(status.as_u16() < 500, "{status} for {raw_query:?}");
 
-    let calls = calls.borrow();
+    let calls = calls.lock().expect("not poisoned");
     match named.as_deref() {
         // Only `main`'s keys can verify what the harness signs: nothing else reaches the
         // handler, and a name that is not configured is 404 whatever the request.
@@ -826,18 +828,18 @@ pub fn wecom_layer(data: &[u8]) -> Option<(StatusCode, bool)> {
     let key = EncodingAesKey::new(KEY).expect("a valid key");
     let endpoint = Endpoint::wecom(TOKEN, key.clone(), ReceiveId::CorpId(CORP.into()))
         .expect("a valid WeCom endpoint")
-        .clock(|| NOW);
+        .clock(FixedClock::at_unix(NOW));
     let mut layer = WechatLayer::from_endpoint(endpoint);
     if strict {
         layer = layer.body_limit(STRICT_LIMIT);
     }
-    let calls = Rc::new(RefCell::new(Calls::default()));
+    let calls = Arc::new(Mutex::new(Calls::default()));
     let mut service = layer.layer(Recorder(calls.clone()));
     let response: Response<_> = block_on(service.call(request)).expect("infallible");
     let status = response.status();
     assert!(status.as_u16() < 500, "{status} for {query:?}");
 
-    let calls = calls.borrow();
+    let calls = calls.lock().expect("not poisoned");
     let parsed = probe(&query);
     let fresh = |q: &CallbackQuery| NOW.abs_diff(q.timestamp_secs()) <= TOLERANCE;
     if calls.count > 0 {

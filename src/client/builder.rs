@@ -73,14 +73,17 @@ impl ClientBuilder {
     }
 
     /// Where tokens are kept (default: a fresh [`MemoryTokenStore`](super::MemoryTokenStore)). Share one store
-    /// between instances to share the token.
-    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+    /// between instances to share the token (a store shared with other code is passed as an
+    /// `Arc`, which is a store too).
+    pub fn token_store(mut self, store: impl TokenStore + 'static) -> Self {
+        let store: Arc<dyn TokenStore> = Arc::new(store);
         self.store = Some(store);
         self
     }
 
-    /// The clock token expiry is measured with (default [`SystemClock`](super::SystemClock)).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    /// The clock token expiry is measured with (default [`SystemClock`](crate::clock::SystemClock)).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
         self.clock = Some(clock);
         self
     }

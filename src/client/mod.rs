@@ -80,7 +80,9 @@ pub use message::{
     mini_program_link, CustomMessage, Image, Link, Media, MediaType, MiniProgramPage, Text,
     TypingCommand, UploadedMedia,
 };
-pub use token::{AccessToken, Clock, MemoryTokenStore, SystemClock, TokenStore};
+pub use token::{AccessToken, MemoryTokenStore, TokenStore};
+// The crate's one clock, read for token expiry.
+use crate::clock::{Clock, SystemClock};
 pub use transport::{HttpsFuture, HttpsTransport};
 
 /// The default base URL of the WeChat API.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::store::{BoxFuture, StoreError};
@@ -114,6 +114,42 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// A shared store is a store: `token_store(store.clone())` with `store` an `Arc` of one.
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<AccessToken>, StoreError>> {
+        (**self).get(key)
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        token: AccessToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).set(key, token)
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).invalidate(key, value)
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).try_lock(key, owner, lease)
+    }
+
+    fn unlock<'a>(&'a self, key: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).unlock(key, owner)
+    }
+}
+
 /// The default [`TokenStore`]: a map in this process's memory.
 ///
 /// Enough for a single instance. Several [`Client`](super::Client)s may share one (through
@@ -201,21 +237,5 @@ impl TokenStore for MemoryTokenStore {
 
     fn is_shared(&self) -> bool {
         false
-    }
-}
-
-/// The time source for token expiry, injectable for tests.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current wall-clock time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The real clock ([`SystemTime::now`]); the default.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
     }
 }

@@ -1,17 +1,22 @@
 //! The two ways the layer meets the handler: typed (`Request<Message>` in, `Into<Reply>` out)
 //! and pass-through (the decrypted document in, an HTTP response out). One configuration and
-//! one verification path; a [`Mode`] only says how the handler's answer becomes the response.
+//! one verification path; an [`Answer`] only says how the handler's answer becomes the
+//! response.
 
 use bytes::Bytes;
-use http::Response;
+use http::{Request, Response};
+use tower::Service;
 
 use super::response;
 use crate::body;
 use crate::endpoint::{Endpoint, ReplyTo};
+use crate::message::Message;
 use crate::reply::Reply;
+use crate::retry::Outcome;
 
-/// How a mode turns the handler's answer `R` into the response.
-pub trait Mode<R> {
+/// A handler's answer in one mode ([`Reply`] typed, `PassOutcome` pass-through): how it
+/// becomes the response. Crate-private: the public bounds name the handler's own types only.
+pub(crate) trait Answer: Outcome {
     /// The response body.
     type Body;
 
@@ -22,7 +27,7 @@ pub trait Mode<R> {
     fn own(response: Response<body::Body>) -> Response<Self::Body>;
 
     /// The response to the handler's answer.
-    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<Self::Body>;
+    fn finish(self, endpoint: &Endpoint, to: &ReplyTo) -> Response<Self::Body>;
 }
 
 /// The typed mode (the default): the handler takes `Request<Message>` and answers anything
@@ -32,7 +37,7 @@ pub trait Mode<R> {
 #[non_exhaustive]
 pub struct Typed;
 
-impl<R: Into<Reply>> Mode<R> for Typed {
+impl Answer for Reply {
     type Body = body::Body;
 
     const KEEP_DOCUMENT: bool = false;
@@ -41,9 +46,56 @@ impl<R: Into<Reply>> Mode<R> for Typed {
         response
     }
 
-    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: R) -> Response<body::Body> {
-        response::answer(endpoint.answer(to, &answer.into()))
+    fn finish(self, endpoint: &Endpoint, to: &ReplyTo) -> Response<body::Body> {
+        response::answer(endpoint.answer(to, &self))
     }
+}
+
+/// A handler of the typed mode: a `Service<Request<Message>>` answering anything
+/// `Into<Reply>`, `Clone`, and `Send + 'static` with its future, answer and error (dedupe and
+/// the ack deadline, run-time settings, may move it into a task of its own). Implemented for
+/// every such service: there is nothing to implement, the trait only names what
+/// [`Wechat`](crate::Wechat) needs, so that a mistake gets a message that names the fix.
+///
+/// The usual mistake is an HTTP handler (an axum handler or `Router`) behind a typed layer,
+/// which needs [`pass_through`](crate::WechatLayer::pass_through) instead. The compiler then
+/// says so, beside axum's own complaint about the body (`Message: HttpBody`):
+///
+/// ```text
+/// error[E0277]: `Route` is not a typed WeChat handler
+///   |
+///   |     let app: Router = Router::new().route("/wechat", post(on_push).layer(wechat));
+///   |                                                                    ^^^^^ not a `Service<Request<Message>>` answering `Into<Reply>`
+///   |
+///   = help: the trait `TypedHandler` is not implemented for `Route`
+///   = note: an HTTP handler (an axum handler or `Router`, any service taking an HTTP body) goes behind a pass-through layer: `WechatLayer::new(token)?.pass_through()`
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a typed WeChat handler",
+    label = "not a `Service<Request<Message>>` answering `Into<Reply>`",
+    note = "an HTTP handler (an axum handler or `Router`, any service taking an HTTP body) goes behind a pass-through layer: `WechatLayer::new(token)?.pass_through()`",
+    note = "a typed handler is a `Service<Request<Message>>` (e.g. `tower::service_fn`) answering anything `Into<Reply>`, `Clone + Send + 'static`, with a `Send` future"
+)]
+pub trait TypedHandler:
+    Service<
+        Request<Message>,
+        Response: Into<Reply> + Send + 'static,
+        Future: Send + 'static,
+        Error: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+#[diagnostic::do_not_recommend]
+impl<S> TypedHandler for S
+where
+    S: Service<Request<Message>> + Clone + Send + 'static,
+    S::Response: Into<Reply> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
 }
 
 /// The push's document (XML or JSON, decrypted), handed to a pass-through handler as its

@@ -4,24 +4,28 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{header, Request};
+use http::request::Parts;
+use http::{header, Request, Response};
 use http_body::Body;
 use tower::Service;
 
-use super::future::ResponseFuture;
-use super::layer::{Config, Source, WechatLayer};
-use super::mode::{Mode, Typed};
+use super::apps::App;
+use super::config::{Config, Source};
+use super::future::{Engine, PassThroughFuture, ResponseFuture};
+use super::mode::{Typed, TypedHandler};
+use super::pass_through::{Adapter, PassBody, PassThrough};
 use super::response;
+use crate::body;
 use crate::endpoint::Verified;
-use crate::message::Message;
+use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
 
-/// A WeChat push endpoint around the handler `S`. Made by [`WechatLayer`].
+/// A WeChat push endpoint around the handler `S`. Made by [`WechatLayer`](crate::WechatLayer).
 ///
 /// Requests that fail a check are answered here, without calling `S`. In the typed mode
 /// (`M` = [`Typed`]) the others reach `S` as `http::Request<Message>`, with the original
 /// method, URI, headers and extensions, plus a [`PushInfo`](crate::PushInfo) extension; in
-/// [pass-through](WechatLayer::pass_through) mode, as an ordinary HTTP request whose body is
+/// [pass-through](crate::WechatLayer::pass_through) mode, as an ordinary HTTP request whose body is
 /// the push's document.
 #[derive(Debug)]
 pub struct Wechat<S, M = Typed> {
@@ -65,22 +69,21 @@ impl<S, M> Wechat<S, M> {
     }
 }
 
-impl<S> Wechat<S> {
-    /// Same as [`WechatLayer::new`].
-    pub fn layer(token: impl Into<String>) -> Result<WechatLayer, crate::ConfigError> {
-        WechatLayer::new(token)
-    }
-}
-
-impl<S, B, M> Service<Request<B>> for Wechat<S, M>
+/// The typed mode: the handler takes `Request<Message>` and answers anything `Into<Reply>`
+/// (see [`TypedHandler`]).
+///
+/// The handler is `Send + 'static` (and so are its future, answer and error) because
+/// [dedupe](crate::WechatLayer::dedupe) and the
+/// [ack deadline](crate::WechatLayer::ack_deadline), run-time
+/// settings, may move it into a task of its own; with neither on it is called directly.
+impl<S, B> Service<Request<B>> for Wechat<S, Typed>
 where
-    S: Service<Request<Message>> + Clone,
-    M: Mode<S::Response>,
+    S: TypedHandler,
     B: Body,
 {
-    type Response = http::Response<M::Body>;
+    type Response = Response<body::Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B, M>;
+    type Future = ResponseFuture<S, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -88,6 +91,71 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        ResponseFuture::new(match self.accept(req) {
+            Ok(Accepted {
+                parts,
+                body,
+                inner,
+                app,
+                query,
+            }) => Engine::collect(body, parts, inner, self.config.clone(), app, query),
+            Err(response) => Engine::ready(response),
+        })
+    }
+}
+
+/// Pass-through mode: the handler is an HTTP service (an axum handler or router) answering
+/// `Response<RB>`. `Send + 'static` for the same reason as in the typed mode.
+impl<S, B, RB> Service<Request<B>> for Wechat<S, PassThrough>
+where
+    S: Service<Request<body::Body>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Body + Send + 'static,
+    B: Body,
+{
+    type Response = Response<PassBody<RB>>;
+    type Error = S::Error;
+    type Future = PassThroughFuture<S, B, RB>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        PassThroughFuture::new(match self.accept(req) {
+            Ok(Accepted {
+                parts,
+                body,
+                inner,
+                app,
+                query,
+            }) => {
+                let config = &self.config;
+                let inner = Adapter::new(inner, config.dedupe_keys(), config.body_limit);
+                Engine::collect(body, parts, inner, config.clone(), app, query)
+            }
+            Err(response) => Engine::ready(response),
+        })
+    }
+}
+
+/// A request whose query passed the checks, with the handler instance polled ready.
+struct Accepted<S, B> {
+    parts: Parts,
+    body: B,
+    inner: S,
+    app: Option<Arc<App>>,
+    query: CallbackQuery,
+}
+
+impl<S: Clone, M> Wechat<S, M> {
+    /// The checks before the body: the app, the signature (answering the handshake), the
+    /// declared length. `Err` is the layer's own answer.
+    // The `Ok` side (the request's head) is larger still; either moves once, into the future.
+    #[allow(clippy::result_large_err)]
+    fn accept<B: Body>(&mut self, req: Request<B>) -> Result<Accepted<S, B>, Response<body::Body>> {
         let config = &self.config;
         // Several apps: the one the request names, or 404; never another app's keys.
         let app = match &config.source {
@@ -96,34 +164,38 @@ where
                 Some(app) => Some(app),
                 None => {
                     super::trace::refused(req.method(), &Rejection::UnknownApp);
-                    return ResponseFuture::ready(Rejection::UnknownApp.into_response());
+                    return Err(Rejection::UnknownApp.into_response());
                 }
             },
         };
         let endpoint = match config.endpoint(app.as_deref()) {
             Ok(endpoint) => endpoint,
-            Err(rejection) => return ResponseFuture::ready(rejection.into_response()),
+            Err(rejection) => return Err(rejection.into_response()),
         };
         let query = match endpoint.check(req.method(), req.uri().query()) {
             Ok(Verified::Push(query)) => query,
-            Ok(Verified::Handshake(echostr)) => {
-                return ResponseFuture::ready(response::handshake(echostr))
-            }
+            Ok(Verified::Handshake(echostr)) => return Err(response::handshake(echostr)),
             Err(rejection) => {
                 super::trace::refused(req.method(), &rejection);
-                return ResponseFuture::ready(rejection.into_response());
+                return Err(rejection.into_response());
             }
         };
         let limit = config.body_limit;
         if declared_length(&req) > limit as u64 {
-            return ResponseFuture::ready(Rejection::BodyTooLarge { limit }.into_response());
+            return Err(Rejection::BodyTooLarge { limit }.into_response());
         }
         // The instance polled ready goes into the future; a clone stays for the next call
         // (tower's "be careful when cloning inner services").
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        ResponseFuture::collect(body, parts, inner, self.config.clone(), app, query)
+        Ok(Accepted {
+            parts,
+            body,
+            inner,
+            app,
+            query,
+        })
     }
 }
 

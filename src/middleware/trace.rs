@@ -12,7 +12,7 @@
 
 use http::Method;
 
-use crate::apps::App;
+use super::apps::App;
 use crate::endpoint::PushInfo;
 use crate::message::Message;
 use crate::rejection::Rejection;

@@ -2,7 +2,7 @@
 //! and replies, and the checks that turn a verified query and a body into an opened push.
 //! Plain functions over bytes; nothing here knows tower, tokio or a socket.
 
-pub mod apps;
+pub mod clock;
 pub mod codec;
 pub mod crypto;
 pub(crate) mod endpoint;

@@ -46,6 +46,11 @@ pub enum Seen {
 ///
 /// One operation, atomic: record the digest under the key unless the key exists, and say what
 /// was there. A Redis implementation is `SET key digest NX GET EX ttl`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a replay store",
+    label = "not a `ReplayStore`",
+    note = "pass `MemoryReplayStore::default()`, `RedisStores::replay_store()` (feature `redis`), an `Arc` of a store, or a type implementing `wechat_push::replay::ReplayStore`"
+)]
 pub trait ReplayStore: Send + Sync + 'static {
     /// Records `digest` under `key` for `ttl` unless `key` is present, and reports what was
     /// there.
@@ -134,7 +139,7 @@ impl ReplayStore for MemoryReplayStore {
 /// With the timestamp check off, the guard keeps its own window: a plaintext push older (or
 /// newer) than [`DEFAULT_TIMESTAMP_TOLERANCE`] is refused, since the guard remembers queries
 /// only that long and nothing else would stop an older one from being replayed.
-pub(crate) fn admit(endpoint: &Endpoint, query: &CallbackQuery) -> Result<(), Rejection> {
+fn admit(endpoint: &Endpoint, query: &CallbackQuery) -> Result<(), Rejection> {
     if endpoint.tolerance().is_some() {
         // Checked with the signature already.
         return Ok(());
@@ -151,7 +156,7 @@ pub(crate) fn admit(endpoint: &Endpoint, query: &CallbackQuery) -> Result<(), Re
 
 /// The lookup the layer runs for a verified push: key and digest computed now, the store
 /// asked when the returned future is polled.
-pub(crate) fn check(
+fn check(
     store: Arc<dyn ReplayStore>,
     endpoint: &Endpoint,
     query: &CallbackQuery,
@@ -171,6 +176,26 @@ pub(crate) fn check(
     let ttl = Duration::from_secs(until.saturating_sub(endpoint.now()).saturating_add(1))
         .min(tolerance.saturating_mul(2) + Duration::from_secs(1));
     Box::pin(async move { store.check(&key, digest, ttl).await })
+}
+
+/// The layer's step before the handler for a verified plaintext push: refused at once when
+/// too old for the guard's window, else a look-up that refuses a query seen with another body
+/// (401) and answers 503 when the store fails.
+pub(crate) fn guard(
+    store: &Arc<dyn ReplayStore>,
+    endpoint: &Endpoint,
+    query: &CallbackQuery,
+    body: &[u8],
+) -> Result<BoxFuture<'static, Result<(), Rejection>>, Rejection> {
+    admit(endpoint, query)?;
+    let check = check(store.clone(), endpoint, query, body);
+    Ok(Box::pin(async move {
+        match check.await {
+            Ok(Seen::First | Seen::SameBody) => Ok(()),
+            Ok(Seen::OtherBody) => Err(Rejection::ReplayedSignature),
+            Err(_) => Err(Rejection::Store),
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -337,7 +337,8 @@ impl Push {
     /// stopped at the push's timestamp.
     pub fn endpoint(&self) -> Endpoint {
         let timestamp = self.timestamp;
-        let endpoint = Endpoint::new(&self.token).map(|endpoint| endpoint.clock(move || timestamp));
+        let endpoint = Endpoint::new(&self.token)
+            .map(|endpoint| endpoint.clock(crate::clock::FixedClock::at_unix(timestamp)));
         let endpoint = match &self.sealed {
             None => endpoint,
             Some((key, app_id)) => endpoint.and_then(|e| e.encryption(key.clone(), app_id)),

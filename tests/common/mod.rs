@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use wechat_push::clock::FixedClock;
 use wechat_push::message::Kind;
 use wechat_push::test::Push;
 use wechat_push::{signature, EncodingAesKey, Message, Reply, WechatLayer};
@@ -65,7 +66,7 @@ impl Case {
             .unwrap()
             .encryption(self.key(), self.appid())
             .unwrap()
-            .clock(move || now)
+            .clock(FixedClock::at_unix(now))
     }
     pub fn format(&self, format: &str) -> &Value {
         &self.v[format]

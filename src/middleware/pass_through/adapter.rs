@@ -21,7 +21,7 @@ use crate::reply::Reply;
 
 /// The handler of a pass-through layer, behind the retry options.
 #[derive(Clone, Debug)]
-pub struct Adapter<S> {
+pub(crate) struct Adapter<S> {
     inner: S,
     /// Read every 200 into memory, not only the sealed ones: dedupe records them.
     buffer_all: bool,
@@ -90,7 +90,7 @@ where
 
 pin_project! {
     /// The future of [`Adapter`].
-    pub struct AdapterFuture<F, B> {
+    pub(crate) struct AdapterFuture<F, B> {
         #[pin]
         state: State<F, B>,
     }

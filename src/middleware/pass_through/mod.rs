@@ -17,7 +17,7 @@ use http::{Response, StatusCode};
 pub(crate) use adapter::Adapter;
 pub use pass_body::PassBody;
 
-use super::mode::Mode;
+use super::mode::Answer;
 use super::response;
 use crate::body;
 use crate::endpoint::{is_document, Endpoint, ReplyTo};
@@ -30,7 +30,7 @@ pub struct PassThrough;
 
 /// What a pass-through handler answered, as the layer and the retry options see it.
 #[derive(Debug)]
-pub enum PassOutcome<B> {
+pub(crate) enum PassOutcome<B> {
     /// A [`Reply`], returned by the handler or recorded by dedupe.
     Reply(Reply),
     /// A 200 read into memory (safe mode, or dedupe on), with the handler's head.
@@ -62,7 +62,7 @@ impl<B: Send + 'static> crate::retry::Outcome for PassOutcome<B> {
     }
 }
 
-impl<B> Mode<PassOutcome<B>> for PassThrough {
+impl<B: Send + 'static> Answer for PassOutcome<B> {
     type Body = PassBody<B>;
 
     const KEEP_DOCUMENT: bool = true;
@@ -71,8 +71,8 @@ impl<B> Mode<PassOutcome<B>> for PassThrough {
         response.map(PassBody::full)
     }
 
-    fn finish(endpoint: &Endpoint, to: &ReplyTo, answer: PassOutcome<B>) -> Response<PassBody<B>> {
-        let response = match answer {
+    fn finish(self, endpoint: &Endpoint, to: &ReplyTo) -> Response<PassBody<B>> {
+        let response = match self {
             PassOutcome::Reply(reply) => response::answer(endpoint.answer(to, &reply)),
             PassOutcome::Buffered(parts, body)
                 if to.is_encrypted() && parts.status == StatusCode::OK && is_document(&body) =>

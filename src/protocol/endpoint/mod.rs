@@ -8,10 +8,11 @@
 //!
 //! ```
 //! use http::Method;
+//! use wechat_push::clock::FixedClock;
 //! use wechat_push::{Endpoint, Reply, Verified};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let endpoint = Endpoint::new("AAAAA")?.clock(|| 1714036504);
+//! let endpoint = Endpoint::new("AAAAA")?.clock(FixedClock::at_unix(1714036504));
 //! let query = "signature=f464b24fc39322e44b38aa78f5edd27bd1441696&timestamp=1714036504&nonce=1514711492";
 //! let Verified::Push(query) = endpoint.check(&Method::POST, Some(query))? else {
 //!     unreachable!("a POST")
@@ -30,8 +31,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock::{Clock, SystemClock};
 use crate::codec::Format;
 use crate::crypto::{EncodingAesKey, KeyId, KeyRing};
 use crate::message::Message;
@@ -164,7 +166,7 @@ pub struct Endpoint {
     keys: Option<KeyRing>,
     require_encryption: bool,
     tolerance: Option<Duration>,
-    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -177,13 +179,6 @@ impl fmt::Debug for Endpoint {
             .field("tolerance", &self.tolerance)
             .finish_non_exhaustive()
     }
-}
-
-fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Endpoint {
@@ -203,7 +198,7 @@ impl Endpoint {
             keys: None,
             require_encryption: false,
             tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
-            clock: Arc::new(system_clock),
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -219,6 +214,7 @@ impl Endpoint {
     ///
     /// ```
     /// use http::Method;
+    /// use wechat_push::clock::FixedClock;
     /// use wechat_push::{EncodingAesKey, Endpoint, ReceiveId, Verified};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -226,7 +222,7 @@ impl Endpoint {
     /// let key = EncodingAesKey::new("6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt")?;
     /// let endpoint = Endpoint::wecom("hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo", key,
     ///     ReceiveId::CorpId("ww1436e0e65a779aee".into()))?
-    ///     .clock(|| 1476416373);
+    ///     .clock(FixedClock::at_unix(1476416373));
     /// let query = "msg_signature=012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb&timestamp=1476416373\
     ///     &nonce=47744683&echostr=fsi1xnbH4yQh0%2BPJxcOdhhK6TDXkjMyhEPA7xB2TGz6b%2Bg7xyAbEkRxN\
     ///     %2F3cNXW9qdqjnoVzEtpbhnFyq6SVHyA%3D%3D";
@@ -331,10 +327,11 @@ impl Endpoint {
         self
     }
 
-    /// Replaces the clock (Unix seconds) used for the timestamp check and for the time written
-    /// into replies. For tests that replay fixed timestamps.
+    /// Replaces the clock (default [`SystemClock`]) used for the timestamp check and for the
+    /// time written into replies. For tests that replay fixed timestamps:
+    /// [`FixedClock`](crate::clock::FixedClock).
     #[must_use]
-    pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
     }
@@ -346,7 +343,7 @@ impl Endpoint {
 
     /// The current time by this endpoint's clock, in Unix seconds.
     pub fn now(&self) -> u64 {
-        (self.clock)()
+        crate::clock::unix_secs(self.clock.now())
     }
 
     /// `msg_signature` over `data` (a push's `Encrypt`, a WeCom handshake's `echostr`), in

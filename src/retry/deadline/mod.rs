@@ -29,38 +29,6 @@
 //!
 //! [`Rejection::NoRuntime`]: crate::Rejection::NoRuntime
 
-use std::time::Duration;
-
-use crate::retry::Wrap;
-
 mod service;
 
-use service::AckDeadline;
-
-/// The layer [`WechatLayer::ack_deadline`](crate::WechatLayer::ack_deadline) puts around the
-/// handler.
-#[derive(Clone, Copy, Debug)]
-pub struct AckDeadlineLayer {
-    deadline: Duration,
-}
-
-impl AckDeadlineLayer {
-    /// Answers `success` when the handler takes longer than `deadline`.
-    pub(crate) fn new(deadline: Duration) -> Self {
-        Self { deadline }
-    }
-}
-
-impl crate::retry::Sealed for AckDeadlineLayer {}
-
-impl<S, A> Wrap<S, A> for AckDeadlineLayer {
-    type Service = AckDeadline<S, A>;
-
-    fn wrap(&self, inner: S) -> AckDeadline<S, A> {
-        AckDeadline {
-            inner,
-            deadline: self.deadline,
-            outcome: std::marker::PhantomData,
-        }
-    }
-}
+pub(crate) use service::AckDeadline;

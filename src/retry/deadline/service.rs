@@ -20,10 +20,21 @@ use crate::retry::Outcome;
 /// The deadline service around a handler whose answers become `A`s. See the
 /// [module docs](crate::deadline).
 #[derive(Debug)]
-pub struct AckDeadline<S, A> {
-    pub(super) inner: S,
-    pub(super) deadline: Duration,
-    pub(super) outcome: PhantomData<fn() -> A>,
+pub(crate) struct AckDeadline<S, A> {
+    inner: S,
+    deadline: Duration,
+    outcome: PhantomData<fn() -> A>,
+}
+
+impl<S, A> AckDeadline<S, A> {
+    /// Answers `success` when `inner` takes longer than `deadline`.
+    pub(crate) fn new(inner: S, deadline: Duration) -> Self {
+        Self {
+            inner,
+            deadline,
+            outcome: PhantomData,
+        }
+    }
 }
 
 impl<S: Clone, A> Clone for AckDeadline<S, A> {
@@ -224,11 +235,7 @@ mod tests {
     }
 
     fn deadline<S>(inner: S) -> AckDeadline<S, Reply> {
-        AckDeadline {
-            inner,
-            deadline: Duration::from_secs(4),
-            outcome: PhantomData,
-        }
+        AckDeadline::new(inner, Duration::from_secs(4))
     }
 
     /// The handler used to be spawned in `call`, running before anyone polled the delivery.

@@ -34,8 +34,8 @@ mod store;
 
 pub use key::dedupe_key;
 pub(crate) use key::{scoped_dedupe_key, DedupeKey};
-pub use service::DedupeLayer;
-pub(crate) use service::HeldClaim;
+pub use service::DedupeConfig;
+pub(crate) use service::{Dedupe, HeldClaim};
 pub use store::{Claim, DedupeStore, MemoryDedupeStore};
 
 /// How long a completed push is remembered, by default: five minutes, past WeChat's retries.

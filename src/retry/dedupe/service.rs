@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::Request;
 use tower::Service;
 
-use crate::retry::{Outcome, Wrap};
+use crate::retry::Outcome;
 use crate::store::Outage;
 
 use crate::message::Message;
@@ -30,9 +30,11 @@ const RECHECK: Duration = Duration::from_millis(250);
 /// WeChat's 5 s between deliveries, so that its retry finds the push free.
 const RECORD_LIMIT: Duration = Duration::from_secs(3);
 
-/// The layer [`WechatLayer::dedupe`](crate::WechatLayer::dedupe) puts around the handler.
+/// Dedupe's settings: the store, how long a handled push is remembered, how long a claim
+/// holds. Given to [`WechatLayer::dedupe_with`](crate::WechatLayer::dedupe_with);
+/// [`WechatLayer::dedupe`](crate::WechatLayer::dedupe) uses the defaults.
 #[derive(Clone)]
-pub struct DedupeLayer {
+pub struct DedupeConfig {
     store: Arc<dyn DedupeStore>,
     ttl: Duration,
     lease: Duration,
@@ -40,16 +42,12 @@ pub struct DedupeLayer {
     outage: Arc<Outage>,
 }
 
-impl DedupeLayer {
-    /// Dedupe through `store`, with the default expiry and lease.
+impl DedupeConfig {
+    /// Dedupe through `store`, with the default expiry and lease. A store shared with other
+    /// code (to look at its size, say) is passed as an `Arc`, which is a store too.
     pub fn new(store: impl DedupeStore) -> Self {
-        Self::from_arc(Arc::new(store))
-    }
-
-    /// Dedupe through a store shared with other code (to look at its size, say).
-    pub fn from_arc(store: Arc<dyn DedupeStore>) -> Self {
         Self {
-            store,
+            store: Arc::new(store),
             ttl: DEFAULT_DEDUPE_TTL,
             lease: DEFAULT_CLAIM_LEASE,
             outage: Arc::default(),
@@ -71,36 +69,33 @@ impl DedupeLayer {
     }
 }
 
-impl std::fmt::Debug for DedupeLayer {
+impl std::fmt::Debug for DedupeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DedupeLayer")
+        f.debug_struct("DedupeConfig")
             .field("ttl", &self.ttl)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
 
-impl crate::retry::Sealed for DedupeLayer {}
-
-impl<S, A> Wrap<S, A> for DedupeLayer {
-    type Service = Dedupe<S, A>;
-
-    fn wrap(&self, inner: S) -> Dedupe<S, A> {
-        Dedupe {
-            inner,
-            layer: self.clone(),
-            outcome: PhantomData,
-        }
-    }
-}
-
 /// The dedupe service around a handler whose answers become `A`s. See the
 /// [module docs](crate::dedupe).
 #[derive(Debug)]
-pub struct Dedupe<S, A> {
+pub(crate) struct Dedupe<S, A> {
     inner: S,
-    layer: DedupeLayer,
+    layer: DedupeConfig,
     outcome: PhantomData<fn() -> A>,
+}
+
+impl<S, A> Dedupe<S, A> {
+    /// Dedupes the pushes going to `inner` (polled ready) as `config` says.
+    pub(crate) fn new(inner: S, config: DedupeConfig) -> Self {
+        Self {
+            inner,
+            layer: config,
+            outcome: PhantomData,
+        }
+    }
 }
 
 impl<S: Clone, A> Clone for Dedupe<S, A> {
@@ -132,7 +127,7 @@ where
     fn call(&mut self, mut req: Request<Message>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let DedupeLayer {
+        let DedupeConfig {
             store,
             ttl,
             lease,

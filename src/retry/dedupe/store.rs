@@ -27,6 +27,11 @@ pub enum Claim {
 /// current value otherwise); `complete` and `release` act only if the claim is still this
 /// owner's (compare-and-set / compare-and-delete); `wait` may simply sleep briefly when the
 /// store cannot notify.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a dedupe store",
+    label = "not a `DedupeStore`",
+    note = "pass `MemoryDedupeStore::default()`, `RedisStores::dedupe_store()` (feature `redis`), an `Arc` of a store, or a type implementing `wechat_push::dedupe::DedupeStore`"
+)]
 pub trait DedupeStore: Send + Sync + 'static {
     /// Claims `key` for `lease` unless it is claimed or done.
     fn claim<'a>(

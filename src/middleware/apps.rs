@@ -12,11 +12,13 @@
 //! ```
 //! use http::{HeaderMap, Method, Uri};
 //! use wechat_push::apps::{App, Apps, ChooseApp};
+//! use wechat_push::clock::FixedClock;
 //! use wechat_push::{Endpoint, Verified};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let apps = Apps::new();
-//! apps.insert(App::new("shop", Endpoint::new("ShopToken1")?.clock(|| 1714036504))?);
+//! let shop = Endpoint::new("ShopToken1")?.clock(FixedClock::at_unix(1714036504));
+//! apps.insert(App::new("shop", shop)?);
 //! apps.insert(App::new("club", Endpoint::new("ClubToken2")?)?);
 //!
 //! let choose = ChooseApp::last_segment();
