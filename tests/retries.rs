@@ -464,6 +464,8 @@ struct SpyStore {
     inner: MemoryDedupeStore,
     in_flight: AtomicUsize,
     completed: AtomicUsize,
+    /// Renewals marking the claim answered `success` at the ack deadline.
+    answered: AtomicUsize,
     /// 0: complete normally; 1: fail; 2: never answer.
     complete_mode: AtomicUsize,
 }
@@ -475,20 +477,40 @@ impl SpyStore {
     fn completed(&self) -> usize {
         self.completed.load(Ordering::SeqCst)
     }
+    fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
 }
 
 impl DedupeStore for SpyStore {
     fn claim<'a>(
         &'a self,
         key: &'a str,
+        owner: u64,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Claim, StoreError>> {
         Box::pin(async move {
-            let claim = self.inner.claim(key, lease).await;
+            let claim = self.inner.claim(key, owner, lease).await;
             if matches!(claim, Ok(Claim::InFlight)) {
                 self.in_flight.fetch_add(1, Ordering::SeqCst);
             }
             claim
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        lease: Duration,
+        answered: bool,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let renewed = self.inner.renew(key, owner, lease, answered).await;
+            if answered {
+                self.answered.fetch_add(1, Ordering::SeqCst);
+            }
+            renewed
         })
     }
 
@@ -512,8 +534,8 @@ impl DedupeStore for SpyStore {
         })
     }
 
-    fn release(&self, key: &str, owner: u64) {
-        self.inner.release(key, owner);
+    fn release<'a>(&'a self, key: &'a str, owner: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.release(key, owner)
     }
 
     fn wait<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
@@ -679,7 +701,7 @@ fn a_handler_cancelled_at_shutdown_after_the_deadline_is_handled_again() {
     rt.block_on(async {
         let res = svc.oneshot(case.plain_push("xml")).await.unwrap();
         assert_eq!(body_string(res.into_body()).await, "success");
-        while store.completed() == 0 {
+        while store.answered() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
