@@ -873,3 +873,27 @@ async fn with_the_timestamp_check_off_the_replay_guard_keeps_its_own_window() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A lease, TTL or timestamp tolerance of `Duration::MAX` used to panic the first push
+/// (`Instant + Duration` overflow in the memory stores and the replay guard's window).
+#[tokio::test]
+async fn durations_of_duration_max_do_not_panic_the_memory_stores() {
+    let case = Case::new(0);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = case
+        .layer()
+        .timestamp_tolerance(Some(Duration::MAX))
+        .replay_guard(MemoryReplayStore::new(10))
+        .dedupe_with(
+            DedupeLayer::new(MemoryDedupeStore::new(10))
+                .lease(Duration::MAX)
+                .ttl(Duration::MAX),
+        )
+        .layer(counting(calls.clone()));
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(case.plain_push("xml")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(body_string(res.into_body()).await.contains("hello"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "deduped");
+}
