@@ -21,7 +21,7 @@ const RENEW_RETRY: Duration = Duration::from_millis(250);
 /// The first pause between two tries of a failed release; doubled after each, up to
 /// [`RELEASE_BACKOFF_MAX`].
 const RELEASE_BACKOFF: Duration = Duration::from_millis(100);
-const RELEASE_BACKOFF_MAX: Duration = Duration::from_secs(1);
+const RELEASE_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// A fresh owner token: random (unique across instances), or, should the OS random source
 /// fail, a per-process counter mixed with the clock.
