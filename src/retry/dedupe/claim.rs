@@ -55,6 +55,16 @@ pub(crate) fn store_failed(outage: &Outage, key: &str, error: &StoreError, what:
     let _ = (first, key, error, what);
 }
 
+/// Logs a failure of a background try (a renewal, a release tried again): at debug only, and
+/// not counted as an outage, so that tries still running when the store answers again do
+/// not log a second warning for one outage.
+fn retry_failed(key: &str, error: &StoreError, what: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(%key, %error, "dedupe store failed; {what}");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (key, error, what);
+}
+
 /// The claim of the delivery being handled.
 ///
 /// Shared between the dedupe future and the request it passes on: when the handler runs in
@@ -203,7 +213,7 @@ impl HeldClaim {
         {
             Ok(_) => {}
             // The renewal task tries again shortly, marked answered.
-            Err(e) => store_failed(&claim.outage, &claim.key, &e, "marking it answered later"),
+            Err(e) => retry_failed(&claim.key, &e, "marking it answered later"),
         }
     }
 
@@ -275,7 +285,7 @@ async fn renew_while_held(claim: Weak<ClaimInner>, every: Duration) {
                 return;
             }
             Err(e) => {
-                store_failed(&claim.outage, &claim.key, &e, "renewing the claim shortly");
+                retry_failed(&claim.key, &e, "renewing the claim shortly");
                 next = RENEW_RETRY;
             }
         }
@@ -294,20 +304,25 @@ fn release_in_background(
     run_or_spawn(async move {
         let started = Instant::now();
         let mut pause = RELEASE_BACKOFF;
+        let mut first = true;
         loop {
             let Err(e) = store.release(&key, owner).await else {
                 return;
             };
+            let what = if started.elapsed() + pause >= lease {
+                "release given up; the claim's lease expires it"
+            } else {
+                "release tried again shortly"
+            };
+            // The first failure counts towards the outage's warning; later tries log at debug.
+            if std::mem::take(&mut first) {
+                store_failed(&outage, &key, &e, what);
+            } else {
+                retry_failed(&key, &e, what);
+            }
             if started.elapsed() + pause >= lease {
-                store_failed(
-                    &outage,
-                    &key,
-                    &e,
-                    "release given up; the claim's lease expires it",
-                );
                 return;
             }
-            store_failed(&outage, &key, &e, "release tried again shortly");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RELEASE_BACKOFF_MAX);
         }
