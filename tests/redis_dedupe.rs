@@ -10,18 +10,27 @@
 
 mod common;
 
+#[allow(dead_code)]
+#[path = "../examples/customer_service.rs"]
+mod example;
+
+#[path = "common/mock_api.rs"]
+mod mock_api;
+
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::*;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::Full;
+use mock_api::{standard, Mock, SEND};
 use redis::AsyncCommands;
 use tokio::sync::Notify;
 use tower::{service_fn, Service, ServiceExt};
@@ -519,4 +528,107 @@ async fn durations_of_duration_max_are_clamped() {
     assert_eq!(keys.len(), 1, "the replay guard recorded the query");
     let pttl: i64 = raw.pttl(&keys[0]).await.unwrap();
     assert!(pttl > 0 && pttl <= 2 * 86_400_000 + 1_000, "{pttl}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The example's instances on a hung Redis
+// ---------------------------------------------------------------------------------------
+
+/// The example's server, configured from `env` as `main` reads the environment.
+struct Instance {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Instance {
+    async fn start(env: &HashMap<&str, String>) -> Instance {
+        let config = example::configure(|name| env.get(name).cloned()).unwrap();
+        let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(example::serve(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Instance { addr, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A text push with its own `MsgId`, signed now, posted to `addr`.
+async fn post_text(case: &Case, addr: SocketAddr, id: u64) -> (StatusCode, String) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let query = plain_query(case.token(), &now.to_string(), "1234567");
+    let body = format!(
+        "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName><CreateTime>1714200000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[push {id}]]></Content><MsgId>{id}</MsgId></xml>"
+    );
+    let (status, _, body) = send(addr, Method::POST, &format!("/wechat?{query}"), &body).await;
+    (status, body)
+}
+
+/// CONTRACT's "Several instances": if Redis hangs, every push is still answered `success`
+/// within WeChat's 5 s and its send made; once it answers again, a push delivered to both
+/// instances is sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_service_instances_answer_and_send_while_redis_hangs() {
+    let Some(server) =
+        RedisServer::start("customer_service_instances_answer_and_send_while_redis_hangs")
+    else {
+        return;
+    };
+    let case = Case::new(0);
+    let mock = Mock::start(standard).await;
+    let env = HashMap::from([
+        ("BIND", "127.0.0.1:0".to_owned()),
+        ("WECHAT_TOKEN", case.token().to_owned()),
+        ("WECHAT_APPID", case.appid().to_owned()),
+        ("WECHAT_APP_SECRET", "SECRET".to_owned()),
+        ("WECHAT_API_BASE", mock.base()),
+        ("REDIS_URL", server.url()),
+    ]);
+    let (a, b) = (Instance::start(&env).await, Instance::start(&env).await);
+    assert_eq!(
+        post_text(&case, a.addr, 7001).await,
+        (StatusCode::OK, "success".to_owned())
+    );
+    mock.wait_for(SEND, 1).await;
+
+    server.freeze(true);
+    for (i, addr) in [a.addr, b.addr, a.addr, b.addr].into_iter().enumerate() {
+        let started = Instant::now();
+        let answer = post_text(&case, addr, 7002 + i as u64).await;
+        assert_eq!(answer, (StatusCode::OK, "success".to_owned()));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "answered in {took:?}");
+    }
+    mock.wait_for(SEND, 5).await;
+    server.freeze(false);
+
+    // Redis answers again: a push and its retry at the other instance, one send.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut id = 7100;
+    loop {
+        id += 1;
+        let sent = mock.count(SEND);
+        assert_eq!(post_text(&case, a.addr, id).await.0, StatusCode::OK);
+        mock.wait_for(SEND, sent + 1).await;
+        assert_eq!(post_text(&case, b.addr, id).await.0, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if mock.count(SEND) == sent + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis not shared again within 10 s"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
 }
