@@ -11,7 +11,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A boxed, `Send` future, as the store traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -61,6 +61,14 @@ impl Outage {
         // Read first: while all is well, nothing is written.
         self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel)
     }
+}
+
+/// `now + ttl`, or a century from now when that overflows (a `Duration::MAX` expiry): never
+/// a panic.
+pub(crate) fn expiry(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// A map whose entries expire, holding at most `capacity` of them: when full, an insert first
@@ -156,7 +164,6 @@ impl<V> BoundedMap<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn an_outage_is_reported_once() {

@@ -262,33 +262,45 @@ async fn the_stores_keep_their_contracts_and_every_key_expires() {
     // Dedupe: claim, in flight, release by the owner only, record, done, release of the record.
     let dedupe = stores.dedupe_store();
     let (lease, ttl) = (Duration::from_secs(60), Duration::from_secs(300));
-    let Claim::Acquired(a) = dedupe.claim("k", lease).await.unwrap() else {
-        panic!("a free key is acquired")
-    };
+    let a = 0x0123_4567_89ab_cdef_u64;
+    assert_eq!(
+        dedupe.claim("k", a, lease).await.unwrap(),
+        Claim::Acquired,
+        "a free key is acquired"
+    );
     assert!(pttl_within(pttl("t:dedupe:k").await, lease));
-    assert_eq!(dedupe.claim("k", lease).await.unwrap(), Claim::InFlight);
-    dedupe.release("k", a.wrapping_add(1)); // not the owner
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(dedupe.claim("k", lease).await.unwrap(), Claim::InFlight);
+    assert_eq!(dedupe.claim("k", 2, lease).await.unwrap(), Claim::InFlight);
+    dedupe.release("k", a.wrapping_add(1)).await.unwrap(); // not the owner
+    assert_eq!(dedupe.claim("k", 2, lease).await.unwrap(), Claim::InFlight);
+    // Renewed by the owner only; marked answered.
+    assert!(!dedupe.renew("k", 2, ttl, false).await.unwrap());
+    assert!(pttl_within(pttl("t:dedupe:k").await, lease));
+    assert!(dedupe.renew("k", a, ttl, true).await.unwrap());
+    assert!(pttl_within(pttl("t:dedupe:k").await, ttl));
+    assert_eq!(dedupe.claim("k", 2, lease).await.unwrap(), Claim::Answered);
     let reply = Reply::document(&b"<xml>\x00\xff</xml>"[..]);
     dedupe.complete("k", a, &reply, ttl).await.unwrap();
     assert!(pttl_within(pttl("t:dedupe:k").await, ttl));
-    assert_eq!(dedupe.claim("k", lease).await.unwrap(), Claim::Done(reply));
+    assert_eq!(
+        dedupe.claim("k", 2, lease).await.unwrap(),
+        Claim::Done(reply)
+    );
+    assert!(!dedupe.renew("k", a, lease, false).await.unwrap(), "done");
     // Another owner cannot overwrite the record.
     dedupe
         .complete("k", a.wrapping_add(1), &Reply::Empty, ttl)
         .await
         .unwrap();
     assert!(matches!(
-        dedupe.claim("k", lease).await.unwrap(),
+        dedupe.claim("k", 2, lease).await.unwrap(),
         Claim::Done(Reply::Document(_))
     ));
-    dedupe.release("k", a);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let Claim::Acquired(b) = dedupe.claim("k", lease).await.unwrap() else {
-        panic!("released, so acquired again")
-    };
-    assert_ne!(a, b, "owners are random per claim");
+    dedupe.release("k", a).await.unwrap();
+    assert_eq!(
+        dedupe.claim("k", 3, lease).await.unwrap(),
+        Claim::Acquired,
+        "released, so acquired again"
+    );
 
     // Replay: first, same body, other body; kept for the window.
     let replay = stores.replay_store();
@@ -384,7 +396,7 @@ async fn the_stores_keep_their_contracts_and_every_key_expires() {
     // A value the store did not write is an error, not a panic or a guess.
     let _: () = raw.set("t:dedupe:odd", "x").await.unwrap();
     let _: () = raw.set("t:token:odd", "no expiry here").await.unwrap();
-    assert!(dedupe.claim("odd", lease).await.is_err());
+    assert!(dedupe.claim("odd", 1, lease).await.is_err());
     assert!(token_store.get("odd").await.is_err());
     let _: () = raw.set("t:ticket:odd", "no time").await.unwrap();
     assert!(tickets.get("odd").await.is_err());

@@ -465,6 +465,8 @@ struct SpyStore {
     inner: MemoryDedupeStore,
     in_flight: AtomicUsize,
     completed: AtomicUsize,
+    /// Renewals marking the claim answered `success` at the ack deadline.
+    answered: AtomicUsize,
     /// 0: complete normally; 1: fail; 2: never answer.
     complete_mode: AtomicUsize,
 }
@@ -476,20 +478,40 @@ impl SpyStore {
     fn completed(&self) -> usize {
         self.completed.load(Ordering::SeqCst)
     }
+    fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
 }
 
 impl DedupeStore for SpyStore {
     fn claim<'a>(
         &'a self,
         key: &'a str,
+        owner: u64,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Claim, StoreError>> {
         Box::pin(async move {
-            let claim = self.inner.claim(key, lease).await;
+            let claim = self.inner.claim(key, owner, lease).await;
             if matches!(claim, Ok(Claim::InFlight)) {
                 self.in_flight.fetch_add(1, Ordering::SeqCst);
             }
             claim
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        lease: Duration,
+        answered: bool,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let renewed = self.inner.renew(key, owner, lease, answered).await;
+            if answered {
+                self.answered.fetch_add(1, Ordering::SeqCst);
+            }
+            renewed
         })
     }
 
@@ -513,8 +535,8 @@ impl DedupeStore for SpyStore {
         })
     }
 
-    fn release(&self, key: &str, owner: u64) {
-        self.inner.release(key, owner);
+    fn release<'a>(&'a self, key: &'a str, owner: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.release(key, owner)
     }
 
     fn wait<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
@@ -680,7 +702,7 @@ fn a_handler_cancelled_at_shutdown_after_the_deadline_is_handled_again() {
     rt.block_on(async {
         let res = svc.oneshot(case.plain_push("xml")).await.unwrap();
         assert_eq!(body_string(res.into_body()).await, "success");
-        while store.completed() == 0 {
+        while store.answered() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
@@ -851,4 +873,28 @@ async fn with_the_timestamp_check_off_the_replay_guard_keeps_its_own_window() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A lease, TTL or timestamp tolerance of `Duration::MAX` used to panic the first push
+/// (`Instant + Duration` overflow in the memory stores and the replay guard's window).
+#[tokio::test]
+async fn durations_of_duration_max_do_not_panic_the_memory_stores() {
+    let case = Case::new(0);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = case
+        .layer()
+        .timestamp_tolerance(Some(Duration::MAX))
+        .replay_guard(MemoryReplayStore::new(10))
+        .dedupe_with(
+            DedupeConfig::new(MemoryDedupeStore::new(10))
+                .lease(Duration::MAX)
+                .ttl(Duration::MAX),
+        )
+        .layer(counting(calls.clone()));
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(case.plain_push("xml")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(body_string(res.into_body()).await.contains("hello"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "deduped");
 }

@@ -26,9 +26,15 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
 
-/// `d` in whole milliseconds, at least 1 (Redis refuses a zero expiry).
+/// The longest expiry sent to Redis: ten years (Redis refuses one that overflows its clock,
+/// so a `Duration::MAX` would make every command fail).
+const MAX_EXPIRY_MS: u64 = 10 * 365 * 86_400 * 1000;
+
+/// `d` in whole milliseconds, at least 1 (Redis refuses a zero expiry) and at most ten years.
 pub(super) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_EXPIRY_MS)
 }
 
 pub(super) struct Connection {

@@ -14,20 +14,31 @@ use crate::store::{BoxFuture, StoreError};
 /// script each time).
 const POLL: Duration = Duration::from_millis(20);
 
-/// Records the reply if the claim is still the owner's, or gone (expired meanwhile).
+/// Records the reply if the key is still the owner's claim (in flight or answered), or free
+/// (the claim expired, or never landed).
 const COMPLETE: &str = r"
 local v = redis.call('GET', KEYS[1])
-if (not v) or v == ARGV[1] then
+if (not v) or v == ARGV[1] or v == ARGV[4] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0
 ";
 
-/// Deletes the owner's claim, or the reply the owner recorded.
+/// Extends the owner's claim (in flight or answered) to the lease, as in flight or answered.
+const RENEW: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and (v == ARGV[1] or v == ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  return 1
+end
+return 0
+";
+
+/// Deletes the owner's claim (in flight or answered), or the reply the owner recorded.
 const RELEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v and (v == ARGV[1] or string.sub(v, 1, 9) == ARGV[2]) then
+if v and (v == ARGV[1] or v == ARGV[3] or string.sub(v, 1, 9) == ARGV[2]) then
   redis.call('DEL', KEYS[1])
   return 1
 end
@@ -38,8 +49,10 @@ return 0
 /// instance and retried at another is handled once. Get one from
 /// [`RedisStores::dedupe_store`](super::RedisStores::dedupe_store).
 ///
-/// Each key holds `C` + the owner (a random 64-bit token) while claimed, `D` + the owner +
-/// the encoded reply once handled. Claims expire after the lease, replies after the TTL.
+/// Each key holds `C` + the owner (a random 64-bit token) while claimed, `A` + the owner once
+/// answered `success` at the ack deadline with the handler still running, `D` + the owner +
+/// the encoded reply once handled. Claims expire after the lease unless their owner renews
+/// them, replies after the TTL.
 /// A waiting duplicate polls every 20 ms (Redis cannot wake it cheaply).
 #[derive(Clone)]
 pub struct RedisDedupeStore {
@@ -49,6 +62,7 @@ pub struct RedisDedupeStore {
 
 struct Scripts {
     complete: Script,
+    renew: Script,
     release: Script,
 }
 
@@ -73,6 +87,7 @@ impl RedisDedupeStore {
             conn,
             scripts: Arc::new(Scripts {
                 complete: Script::new(COMPLETE),
+                renew: Script::new(RENEW),
                 release: Script::new(RELEASE),
             }),
         }
@@ -83,24 +98,51 @@ impl DedupeStore for RedisDedupeStore {
     fn claim<'a>(
         &'a self,
         key: &'a str,
+        owner: u64,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Claim, StoreError>> {
         Box::pin(async move {
-            // Unique across instances: random, not a counter.
-            let owner = getrandom::u64()
-                .map_err(|e| StoreError::new(format!("the OS random source failed: {e}")))?;
             let found = self
                 .conn
                 .set_if_absent("dedupe", key, &marked(b'C', owner), lease)
                 .await?;
             match found.as_deref() {
-                None => Ok(Claim::Acquired(owner)),
+                None => Ok(Claim::Acquired),
                 Some([b'C', ..]) => Ok(Claim::InFlight),
+                Some([b'A', ..]) => Ok(Claim::Answered),
                 Some([b'D', rest @ ..]) if rest.len() >= 8 => Reply::from_bytes(&rest[8..])
                     .map(Claim::Done)
                     .map_err(StoreError::new),
                 Some(_) => Err(StoreError::new("redis: a dedupe key holds a foreign value")),
             }
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        lease: Duration,
+        answered: bool,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let key = self.conn.key("dedupe", key);
+            let now = marked(if answered { b'A' } else { b'C' }, owner);
+            let renewed: i64 = self
+                .conn
+                .run(|mut c| async move {
+                    self.scripts
+                        .renew
+                        .key(key)
+                        .arg(marked(b'C', owner))
+                        .arg(marked(b'A', owner))
+                        .arg(now)
+                        .arg(millis(lease))
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(renewed == 1)
         })
     }
 
@@ -124,6 +166,7 @@ impl DedupeStore for RedisDedupeStore {
                         .arg(marked(b'C', owner))
                         .arg(done)
                         .arg(millis(ttl))
+                        .arg(marked(b'A', owner))
                         .invoke_async(&mut c)
                         .await
                 })
@@ -132,28 +175,24 @@ impl DedupeStore for RedisDedupeStore {
         })
     }
 
-    fn release(&self, key: &str, owner: u64) {
-        // Called from `Drop`: sent in the background. Without a runtime, or if Redis fails,
-        // the claim's lease runs out instead.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let this = self.clone();
-        let key = self.conn.key("dedupe", key);
-        runtime.spawn(async move {
-            let _: Result<i64, _> = this
+    fn release<'a>(&'a self, key: &'a str, owner: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = self.conn.key("dedupe", key);
+            let _: i64 = self
                 .conn
                 .run(|mut c| async move {
-                    this.scripts
+                    self.scripts
                         .release
                         .key(key)
                         .arg(marked(b'C', owner))
                         .arg(marked(b'D', owner))
+                        .arg(marked(b'A', owner))
                         .invoke_async(&mut c)
                         .await
                 })
-                .await;
-        });
+                .await?;
+            Ok(())
+        })
     }
 
     fn wait<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, ()> {

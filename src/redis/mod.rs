@@ -40,7 +40,7 @@
 //! | --- | --- | --- |
 //! | `{prefix}token:wechat:access_token:{appid}:{endpoint}` | `{expires_at ms}:{token}` | one minute after the token's own expiry |
 //! | `{prefix}token:wechat:access_token:{appid}:{endpoint}:lock` | the refresh lock's owner | the refresh lease |
-//! | `{prefix}dedupe:{dedupe key}` | `C` + owner (8 bytes) while claimed; `D` + owner + [`Reply::to_bytes`](crate::Reply::to_bytes) once handled | the claim lease, then the dedupe TTL |
+//! | `{prefix}dedupe:{dedupe key}` | `C` + owner (8 bytes) while claimed; `A` + owner once answered `success` at the ack deadline with the handler still running; `D` + owner + [`Reply::to_bytes`](crate::Reply::to_bytes) once handled | the claim lease (renewed by its owner), then the dedupe TTL |
 //! | `{prefix}replay:{timestamp}\|{nonce}\|{signature}` | the body's SHA-1 (20 bytes) | the timestamp tolerance window |
 //! | `{prefix}ticket:{component AppID}` | `{create_time}:{ticket}` | 12 hours after it was stored (a ticket's validity) |
 //!

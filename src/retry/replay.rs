@@ -29,7 +29,7 @@ use sha1::{Digest, Sha1};
 use crate::endpoint::{Endpoint, DEFAULT_TIMESTAMP_TOLERANCE};
 use crate::query::CallbackQuery;
 use crate::rejection::Rejection;
-use crate::store::{BoundedMap, BoxFuture, StoreError};
+use crate::store::{expiry, BoundedMap, BoxFuture, StoreError};
 
 /// What a [`ReplayStore`] had seen for a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl MemoryReplayStore {
             Some(seen) if *seen == digest => Seen::SameBody,
             Some(_) => Seen::OtherBody,
             None => {
-                map.insert(key, digest, now + ttl, now);
+                map.insert(key, digest, expiry(now, ttl), now);
                 Seen::First
             }
         }
@@ -173,8 +173,11 @@ fn check(
     // Remembered for as long as the tolerance lets this timestamp in.
     let tolerance = endpoint.tolerance().unwrap_or(DEFAULT_TIMESTAMP_TOLERANCE);
     let until = query.timestamp_secs().saturating_add(tolerance.as_secs());
-    let ttl = Duration::from_secs(until.saturating_sub(endpoint.now()).saturating_add(1))
-        .min(tolerance.saturating_mul(2) + Duration::from_secs(1));
+    let ttl = Duration::from_secs(until.saturating_sub(endpoint.now()).saturating_add(1)).min(
+        tolerance
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1)),
+    );
     Box::pin(async move { store.check(&key, digest, ttl).await })
 }
 

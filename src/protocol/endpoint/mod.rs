@@ -56,6 +56,10 @@ pub use open::{OpenedPush, PushInfo};
 /// The default timestamp tolerance: 300 s, as Stripe allows for its webhooks.
 pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
 
+/// The longest timestamp tolerance: a longer one is taken as this, so that the replay guard's
+/// window (and a Redis expiry) stays finite.
+const MAX_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(86_400);
+
 /// A configuration the endpoint (or the layer) refuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -320,10 +324,11 @@ impl Endpoint {
     }
 
     /// How far the signed `timestamp` may be from now (default 300 s); `None` turns the check
-    /// off.
+    /// off. At most one day: a longer one is taken as a day (the replay guard remembers each
+    /// query for as long as the tolerance lets it in).
     #[must_use]
     pub fn timestamp_tolerance(mut self, tolerance: Option<Duration>) -> Self {
-        self.tolerance = tolerance;
+        self.tolerance = tolerance.map(|t| t.min(MAX_TIMESTAMP_TOLERANCE));
         self
     }
 

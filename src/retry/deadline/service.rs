@@ -123,9 +123,11 @@ where
 ///
 /// Dropped before the handler answered, because the deadline passed or because the delivery
 /// itself was dropped first (its connection closed), it lets the handler finish in the
-/// background and records the push as answered `success`, the deadline's answer: a retry
-/// gets that answer instead of running the handler a second time. If the handler is then
-/// cancelled (the runtime shuts down), the record is revoked: the push was not handled.
+/// background and marks the claim answered `success`, the deadline's answer: a retry gets that
+/// answer instead of running the handler a second time. The claim is renewed while the
+/// handler runs and records `success` when it ends. If the handler is cancelled (the runtime
+/// shuts down), the claim is released, or, if even that cannot run any more, no longer
+/// renewed: it expires within its lease, and WeChat's retry handles the push.
 struct Running<A: Outcome, E: Send + 'static> {
     handler: Option<JoinHandle<Result<A, E>>>,
     claim: Option<HeldClaim>,
@@ -139,32 +141,28 @@ impl<A: Outcome, E: Send + 'static> Drop for Running<A, E> {
             return;
         };
         let push = std::mem::take(&mut self.push);
-        // Revoked unless the handler ran to its end, including when this task never runs
-        // (spawned on a runtime that is shutting down) or is dropped with the handler's.
-        let claim = RevokeUnlessFinished(self.claim.take());
+        // If this task never runs (spawned on a runtime that is shutting down), or is dropped
+        // with the handler's, the claim is dropped unrecorded: released, or left to expire.
+        let claim = self.claim.take();
+        if let Some(held) = &claim {
+            // Before the dedupe future records the deadline's `success`: it must not.
+            held.defer();
+        }
         self.runtime.spawn(async move {
-            let mut claim = claim;
-            if let Some(held) = &claim.0 {
-                held.complete(&Reply::Success).await;
+            if let Some(held) = &claim {
+                held.answered().await;
             }
             let outcome = handler.await;
-            if !matches!(&outcome, Err(join) if join.is_cancelled()) {
-                claim.0 = None;
+            if let Some(held) = claim {
+                if matches!(&outcome, Err(join) if join.is_cancelled()) {
+                    held.release();
+                } else {
+                    // Answered `success`: so it stays, whatever the handler did after.
+                    held.finish(Reply::Success);
+                }
             }
-            drop(claim);
             report_late(&push, outcome);
         });
-    }
-}
-
-/// The claim of a push whose handler outlived its delivery: revoked when dropped while set.
-struct RevokeUnlessFinished(Option<HeldClaim>);
-
-impl Drop for RevokeUnlessFinished {
-    fn drop(&mut self) {
-        if let Some(claim) = self.0.take() {
-            claim.revoke();
-        }
     }
 }
 

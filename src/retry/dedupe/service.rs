@@ -5,10 +5,9 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Request;
 use tower::Service;
@@ -19,16 +18,26 @@ use crate::store::Outage;
 use crate::message::Message;
 use crate::reply::Reply;
 
+use super::claim::{new_owner, store_failed, HeldClaim};
 use super::key::{id_key, DedupeKey};
 use super::store::{Claim, DedupeStore};
-use super::{DEFAULT_CLAIM_LEASE, DEFAULT_DEDUPE_TTL};
+use super::{DEFAULT_CLAIM_LEASE, DEFAULT_DEDUPE_TTL, DUPLICATE_WAIT};
 
 /// How often a duplicate waiting on an in-flight push checks the store again, at most.
 const RECHECK: Duration = Duration::from_millis(250);
 
-/// How long the recording of a reply may take before the claim is released instead: under
-/// WeChat's 5 s between deliveries, so that its retry finds the push free.
-const RECORD_LIMIT: Duration = Duration::from_secs(3);
+/// The shortest lease: renewed every third of it, a shorter one would cost a store round trip
+/// every few milliseconds.
+const MIN_LEASE: Duration = Duration::from_millis(500);
+
+/// The longest lease: under [`DUPLICATE_WAIT`], so that a dead owner's claim always expires
+/// while a duplicate waits, and a claim still held at the end of the wait was renewed by a
+/// live owner.
+const MAX_LEASE: Duration = DEFAULT_CLAIM_LEASE;
+
+/// The longest TTL: thirty days (a `Duration::MAX` one must not overflow the clock or make
+/// every Redis command fail).
+const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
 
 /// Dedupe's settings: the store, how long a handled push is remembered, how long a claim
 /// holds. Given to [`WechatLayer::dedupe_with`](crate::WechatLayer::dedupe_with);
@@ -54,17 +63,22 @@ impl DedupeConfig {
         }
     }
 
-    /// How long a handled push is remembered (default five minutes).
+    /// How long a handled push is remembered (default five minutes, at most thirty days: a
+    /// longer one is taken as thirty days).
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.ttl = ttl.min(MAX_TTL);
         self
     }
 
-    /// How long a claim holds while its handler runs (default one minute).
+    /// How long a claim outlives its owner's last renewal (default and at most
+    /// [`DEFAULT_CLAIM_LEASE`], three seconds; at least half a second). The owner renews it
+    /// every third of the lease while its handler runs, so it expires only when the owner is
+    /// gone: a dead instance's claim is free again before WeChat's next delivery. Values
+    /// outside the bounds are taken as the nearest bound.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.lease = lease.clamp(MIN_LEASE, MAX_LEASE);
         self
     }
 }
@@ -142,38 +156,42 @@ where
             let Some(key) = key else {
                 return inner.call(req).await.map(Into::into);
             };
-            let owner = loop {
-                let claim = store.claim(&key, lease).await;
+            // Picked before claiming: a claim whose answer is lost (a timeout) may still have
+            // landed under it, and is then renewed, completed or released all the same.
+            let owner = new_owner();
+            let started = Instant::now();
+            loop {
+                let claim = store.claim(&key, owner, lease).await;
                 if claim.is_ok() && outage.answered() {
                     #[cfg(feature = "tracing")]
                     tracing::info!("dedupe store answering again");
                 }
                 match claim {
-                    Ok(Claim::Acquired(owner)) => break Some(owner),
+                    Ok(Claim::Acquired) => break,
                     Ok(Claim::Done(reply)) => return Ok(A::recorded(reply)),
+                    Ok(Claim::Answered) => return Ok(A::recorded(Reply::Success)),
                     Ok(Claim::InFlight) => {
-                        let _ = tokio::time::timeout(RECHECK, store.wait(&key)).await;
+                        let left = DUPLICATE_WAIT.saturating_sub(started.elapsed());
+                        if left.is_zero() {
+                            // Still held after a whole lease: renewed by a live owner, which
+                            // is handling the push. Answered as the ack deadline would.
+                            #[cfg(feature = "tracing")]
+                            tracing::info!(%key, "push still being handled by another delivery; answered success");
+                            return Ok(A::recorded(Reply::Success));
+                        }
+                        let _ = tokio::time::timeout(RECHECK.min(left), store.wait(&key)).await;
                     }
                     Err(e) => {
                         store_failed(&outage, &key, &e, "handling the push anyway");
-                        break None;
+                        break;
                     }
                 }
-            };
-            let Some(owner) = owner else {
-                return inner.call(req).await.map(Into::into);
-            };
-            // Released at once if the handler fails; if it panics or this future is dropped
-            // first, when the last holder lets go. The request carries a second handle, which
-            // the ack deadline moves into the handler's task (see `HeldClaim`).
-            let claim = HeldClaim(Arc::new(ClaimInner {
-                store,
-                key,
-                owner,
-                ttl,
-                outage,
-                state: AtomicU8::new(OPEN),
-            }));
+            }
+            // Renewed while held; released at once if the handler fails; if it panics or this
+            // future is dropped first, when the last holder lets go. The request carries a
+            // second handle, which the ack deadline moves into the handler's task (see
+            // `HeldClaim`).
+            let claim = HeldClaim::new(store, key, owner, ttl, lease, outage);
             req.extensions_mut().insert(claim.clone());
             let answer: A = match inner.call(req).await {
                 Ok(answer) => answer.into(),
@@ -189,139 +207,5 @@ where
             }
             Ok(answer)
         })
-    }
-}
-
-/// Logs a store failure: a warning for the first of an outage, then at debug until the store
-/// answers again.
-fn store_failed(outage: &Outage, key: &str, error: &crate::store::StoreError, what: &str) {
-    let first = outage.failed();
-    #[cfg(feature = "tracing")]
-    if first {
-        tracing::warn!(%key, %error, "dedupe store failed; {what} (further failures logged at debug until it answers again)");
-    } else {
-        tracing::debug!(%key, %error, "dedupe store failed; {what}");
-    }
-    #[cfg(not(feature = "tracing"))]
-    let _ = (first, key, error, what);
-}
-
-/// The claim of the delivery being handled.
-///
-/// Shared between the dedupe future and the request it passes on: when the handler runs in
-/// a task of its own (the [ack deadline](crate::deadline)), the deadline service
-/// takes the handle out of the request, so that a delivery dropped before the deadline does
-/// not release a push whose handler is still running (a retry would run it a second time).
-/// Released when the last handle is dropped uncompleted.
-#[derive(Clone)]
-pub(crate) struct HeldClaim(Arc<ClaimInner>);
-
-struct ClaimInner {
-    store: Arc<dyn DedupeStore>,
-    key: String,
-    owner: u64,
-    ttl: Duration,
-    outage: Arc<Outage>,
-    /// [`OPEN`], [`COMPLETING`] or [`SETTLED`].
-    state: AtomicU8,
-}
-
-/// Claimed, nothing recorded yet.
-const OPEN: u8 = 0;
-/// The reply is being recorded.
-const COMPLETING: u8 = 1;
-/// Recorded or released: nothing more to do.
-const SETTLED: u8 = 2;
-
-impl HeldClaim {
-    /// Records `reply` as the push's answer, unless already settled.
-    ///
-    /// If the store fails, or this future is dropped before the store answered, the claim is
-    /// released instead, so that a waiting duplicate or the next retry handles the push.
-    pub(crate) async fn complete(&self, reply: &Reply) {
-        let claim = &*self.0;
-        if claim
-            .state
-            .compare_exchange(OPEN, COMPLETING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let unless_recorded = ReleaseUnlessRecorded(claim);
-        match claim
-            .store
-            .complete(&claim.key, claim.owner, reply, claim.ttl)
-            .await
-        {
-            Ok(()) => claim.state.store(SETTLED, Ordering::Release),
-            Err(e) => store_failed(
-                &claim.outage,
-                &claim.key,
-                &e,
-                "its reply is not recorded; released the push for its retry",
-            ),
-        }
-        drop(unless_recorded);
-    }
-
-    /// Records `reply` without holding up the answer: at once when the store answers at once
-    /// (the in-memory store), otherwise in a task of its own, so that a remote store costs the
-    /// answer one round trip (the claim), not two.
-    ///
-    /// The answer does not depend on the recording: if it fails, the claim is released as
-    /// with [`complete`](Self::complete). A duplicate arriving before the record lands finds the
-    /// push in flight and waits for it.
-    ///
-    /// A store that has not recorded the reply within [`RECORD_LIMIT`] is given up on (the
-    /// claim released), so that a hung store cannot keep the push in flight until its lease
-    /// runs out.
-    pub(crate) fn record(self, reply: Reply) {
-        let mut recording = Box::pin(async move {
-            let _ = tokio::time::timeout(RECORD_LIMIT, self.complete(&reply)).await;
-        });
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        if recording.as_mut().poll(&mut cx).is_pending() {
-            // Polled again, with a real waker, by the task (it registers that one).
-            tokio::spawn(recording);
-        }
-    }
-
-    /// Frees the push for the next delivery, unless already settled.
-    pub(crate) fn release(&self) {
-        self.0.release();
-    }
-
-    /// Frees the push for the next delivery even if a reply was recorded: its handler was
-    /// cancelled (the runtime shut down) after the push was answered at the ack deadline.
-    pub(crate) fn revoke(&self) {
-        let claim = &*self.0;
-        claim.state.store(SETTLED, Ordering::Release);
-        claim.store.release(&claim.key, claim.owner);
-    }
-}
-
-impl ClaimInner {
-    fn release(&self) {
-        if self.state.swap(SETTLED, Ordering::AcqRel) != SETTLED {
-            self.store.release(&self.key, self.owner);
-        }
-    }
-}
-
-impl Drop for ClaimInner {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
-/// Releases a claim whose reply was not recorded: the store failed, or the recording future
-/// was dropped mid-await.
-struct ReleaseUnlessRecorded<'a>(&'a ClaimInner);
-
-impl Drop for ReleaseUnlessRecorded<'_> {
-    fn drop(&mut self) {
-        if self.0.state.load(Ordering::Acquire) == COMPLETING {
-            self.0.release();
-        }
     }
 }
