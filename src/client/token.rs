@@ -120,6 +120,10 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         (**self).get(key)
     }
 
+    fn is_shared(&self) -> bool {
+        (**self).is_shared()
+    }
+
     fn set<'a>(
         &'a self,
         key: &'a str,

@@ -155,7 +155,8 @@ impl IntoResponse for Reply {
 ///     .layer(AxumBodyLayer)
 ///     .layer(from_fn(audit))
 ///     .service(Router::new().route("/wechat", post(|| async { Reply::Success })));
-/// # let _ = svc;
+/// # fn serves_hyper_requests<S: tower::Service<http::Request<hyper::body::Incoming>>>(_: S) {}
+/// # serves_hyper_requests(svc);
 /// # Ok(())
 /// # }
 /// ```
