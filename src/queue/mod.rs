@@ -229,6 +229,28 @@ impl Queue {
         Workers::start(self.shared.clone(), handler)
     }
 
+    /// Starts the workers on `handler`, a pass-through (HTTP) handler: the one a
+    /// [`pass_through`](crate::WechatLayer::pass_through) layer in [queue
+    /// mode](crate::WechatLayer::queue) wraps. Each call gets the request such a handler gets at
+    /// the edge, rebuilt: a `POST` to the push's URI whose body is the push's document
+    /// (decrypted) with its `Content-Type`, and the [`Message`], the
+    /// [`PushInfo`](crate::PushInfo), the [`AppName`](crate::apps::AppName) on a multi-app
+    /// layer and [`Delivery`] in its extensions (the original headers are not kept). A 2xx
+    /// answer finishes the push; any other status, or an error, is a failed attempt, retried
+    /// after the back-off. Needs a Tokio runtime.
+    pub fn start_pass_through<S, B>(&self, handler: S) -> Workers
+    where
+        S: Service<Request<crate::body::Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send + 'static,
+        B: http_body::Body + Send + 'static,
+    {
+        self.start(crate::middleware::QueuedHttp::new(handler))
+    }
+
     /// Up to `max` dead letters of the shared backend and of this instance's memory, the
     /// latest of each first.
     pub async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {

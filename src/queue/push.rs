@@ -148,6 +148,9 @@ impl QueuedPush {
             id: self.id.clone(),
             attempt,
         });
+        // For a pass-through handler, whose body it becomes (crate-private: a typed handler
+        // cannot see it).
+        extensions.insert(crate::middleware::Document(self.document.clone()));
         Ok(request)
     }
 
