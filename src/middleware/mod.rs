@@ -30,10 +30,6 @@ mod trace;
 pub use config::DEFAULT_BODY_LIMIT;
 pub use future::{PassThroughFuture, ResponseFuture};
 pub use layer::WechatLayer;
-#[cfg(feature = "tokio")]
-pub(crate) use mode::Document;
 pub use mode::{Typed, TypedHandler};
 pub use pass_through::{PassBody, PassThrough};
-#[cfg(feature = "tokio")]
-pub(crate) use queue::QueuedHttp;
 pub use service::Wechat;

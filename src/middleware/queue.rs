@@ -16,7 +16,7 @@ use super::pass_through::{Adapter, PassOutcome};
 use crate::body;
 use crate::endpoint::PushInfo;
 use crate::message::Message;
-use crate::queue::{Enqueued, QueuedPush};
+use crate::queue::{Enqueued, Queue, QueuedDocument, QueuedPush, Workers};
 use crate::rejection::Rejection;
 use crate::reply::Reply;
 use crate::store::{BoxError, BoxFuture};
@@ -55,15 +55,39 @@ pub(crate) fn enqueue(config: &Config, request: Request<Message>) -> Step {
     })
 }
 
+impl Queue {
+    /// Starts the workers on `handler`, a pass-through (HTTP) handler: the one a
+    /// [`pass_through`](crate::WechatLayer::pass_through) layer in [queue
+    /// mode](crate::WechatLayer::queue) wraps. Each call gets the request such a handler gets at
+    /// the edge, rebuilt: a `POST` to the push's URI whose body is the push's document
+    /// (decrypted) with its `Content-Type`, and the [`Message`], the
+    /// [`PushInfo`](crate::PushInfo), the [`AppName`](crate::apps::AppName) on a multi-app
+    /// layer and [`Delivery`] in its extensions (the original headers are not kept). A 2xx
+    /// answer finishes the push; any other status, or an error, is a failed attempt, retried
+    /// after the back-off. Needs a Tokio runtime.
+    pub fn start_pass_through<S, B>(&self, handler: S) -> Workers
+    where
+        S: Service<Request<crate::body::Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send + 'static,
+        B: http_body::Body + Send + 'static,
+    {
+        self.start(QueuedHttp::new(handler))
+    }
+}
+
 /// A pass-through (HTTP) handler as the queue's workers call it: see
-/// [`Queue::start_pass_through`](crate::queue::Queue::start_pass_through).
+/// [`Queue::start_pass_through`].
 #[derive(Clone, Debug)]
-pub(crate) struct QueuedHttp<S> {
+struct QueuedHttp<S> {
     inner: Adapter<S>,
 }
 
 impl<S> QueuedHttp<S> {
-    pub(crate) fn new(inner: S) -> Self {
+    fn new(inner: S) -> Self {
         Self {
             // Read a 200's body only when sealing would (safe mode): to see a passive reply.
             inner: Adapter::new(inner, false, DEFAULT_BODY_LIMIT),
@@ -86,7 +110,10 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<Message>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Message>) -> Self::Future {
+        if let Some(QueuedDocument(document)) = req.extensions_mut().remove::<QueuedDocument>() {
+            req.extensions_mut().insert(Document(document));
+        }
         // The adapter rebuilds the request a pass-through handler gets at the edge: the
         // document (the worker puts it in the extensions) as the body, with its type.
         let future = self.inner.call(req);

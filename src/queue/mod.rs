@@ -102,6 +102,7 @@ pub use backend::{DeadLetter, Enqueued, Held, QueueBackend};
 pub use memory::{
     MemoryQueue, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_DEDUPE_TTL, DEFAULT_MEMORY_CAPACITY,
 };
+pub(crate) use push::QueuedDocument;
 #[cfg(feature = "redis")]
 pub(crate) use push::{put, Reader};
 pub use push::{Delivery, PushId, QueuedPush};
@@ -218,7 +219,8 @@ impl Queue {
     /// Starts the workers on `handler`; stop them with [`Workers::shutdown`]. Each call of the
     /// handler gets the push's `Request<Message>` with [`PushInfo`](crate::PushInfo), the
     /// [`AppName`](crate::apps::AppName) on a multi-app layer, and [`Delivery`] in its
-    /// extensions. Needs a Tokio runtime.
+    /// extensions. Needs a Tokio runtime. A pass-through (HTTP) handler starts with
+    /// [`start_pass_through`](Self::start_pass_through).
     pub fn start<S>(&self, handler: S) -> Workers
     where
         S: Service<Request<Message>> + Clone + Send + 'static,
@@ -227,28 +229,6 @@ impl Queue {
         S::Error: Into<BoxError> + Send + 'static,
     {
         Workers::start(self.shared.clone(), handler)
-    }
-
-    /// Starts the workers on `handler`, a pass-through (HTTP) handler: the one a
-    /// [`pass_through`](crate::WechatLayer::pass_through) layer in [queue
-    /// mode](crate::WechatLayer::queue) wraps. Each call gets the request such a handler gets at
-    /// the edge, rebuilt: a `POST` to the push's URI whose body is the push's document
-    /// (decrypted) with its `Content-Type`, and the [`Message`], the
-    /// [`PushInfo`](crate::PushInfo), the [`AppName`](crate::apps::AppName) on a multi-app
-    /// layer and [`Delivery`] in its extensions (the original headers are not kept). A 2xx
-    /// answer finishes the push; any other status, or an error, is a failed attempt, retried
-    /// after the back-off. Needs a Tokio runtime.
-    pub fn start_pass_through<S, B>(&self, handler: S) -> Workers
-    where
-        S: Service<Request<crate::body::Body>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send + 'static,
-        B: http_body::Body + Send + 'static,
-    {
-        self.start(crate::middleware::QueuedHttp::new(handler))
     }
 
     /// Up to `max` dead letters of the shared backend and of this instance's memory, the
