@@ -575,3 +575,34 @@ async fn the_same_push_at_two_instances_while_held_is_sent_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sends.lock().unwrap().len(), 1, "one send in all");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_sigterm_logs_the_unfinished_work_as_lost_and_exits_0() {
+    // In memory: the send never answered is abandoned at the 10 s bound, and lost with the
+    // process: said on stderr.
+    let (mock, sends) = api(|_| hang()).await;
+    let env = env(&mock, None);
+    let mut a = instance(&env);
+    let (target, body) = push("lost-in-memory", 1001);
+    let (status, text, _) = deliver(a.port, &target, &body).await;
+    assert_eq!((status, text), success());
+    assert!(eventually(Duration::from_secs(10), || sends.lock().unwrap().len() == 1).await);
+    signal(a.pid(), "-TERM");
+    let stopped = Instant::now();
+    let status = a.exited(Duration::from_secs(15)).await;
+    let took = stopped.elapsed();
+    assert!(status.success(), "exit 0 on SIGTERM: {status}");
+    assert!(
+        took <= Duration::from_secs(12),
+        "within the 10 s bound: {took:?}"
+    );
+    let stderr = a.stderr();
+    assert!(
+        stderr.contains("1 queued pushes lost at shutdown"),
+        "logged as lost:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with("ERROR")),
+        "the queue's own error line:\n{stderr}"
+    );
+}
