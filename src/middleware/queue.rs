@@ -57,14 +57,14 @@ pub(crate) fn enqueue(config: &Config, request: Request<Message>) -> Step {
 
 impl Queue {
     /// Starts the workers on `handler`, a pass-through (HTTP) handler: the one a
-    /// [`pass_through`](crate::WechatLayer::pass_through) layer in [queue
-    /// mode](crate::WechatLayer::queue) wraps. Each call gets the request such a handler gets at
-    /// the edge, rebuilt: a `POST` to the push's URI whose body is the push's document
-    /// (decrypted) with its `Content-Type`, and the [`Message`], the
-    /// [`PushInfo`](crate::PushInfo), the [`AppName`](crate::apps::AppName) on a multi-app
-    /// layer and [`Delivery`] in its extensions (the original headers are not kept). A 2xx
-    /// answer finishes the push; any other status, or an error, is a failed attempt, retried
-    /// after the back-off. Needs a Tokio runtime.
+    /// [`pass_through`](crate::WechatLayer::pass_through) layer in
+    /// [queue mode](crate::WechatLayer::queue) wraps. Each call gets the request such a
+    /// handler gets at the edge, rebuilt: a `POST` to the push's URI whose body is the push's
+    /// document (decrypted) with its `Content-Type`, and the [`Message`], the [`PushInfo`],
+    /// the [`AppName`] on a multi-app layer and [`Delivery`](crate::queue::Delivery) in its
+    /// extensions (the original headers are not kept). A 2xx answer finishes the push; any
+    /// other status, or an error, is a failed attempt, retried after the back-off. Needs a
+    /// Tokio runtime.
     pub fn start_pass_through<S, B>(&self, handler: S) -> Workers
     where
         S: Service<Request<crate::body::Body>, Response = http::Response<B>>
