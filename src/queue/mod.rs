@@ -7,7 +7,8 @@
 //! process killed between the answer and the handler's work (a customer-service send, say)
 //! loses it, and work that fails is logged and forgotten. With a queue, a verified push is
 //! appended to the queue, answered as soon as the queue has it, and handled by a worker of any
-//! instance, again and again until the handler returns `Ok`.
+//! instance, again and again until the handler returns `Ok`: the layer's queue mode,
+//! [`WechatLayer::queue`](crate::WechatLayer::queue).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,7 +28,8 @@
 //!     let _ = delivery;
 //!     Ok::<_, Infallible>(Reply::Success)
 //! }));
-//! // For each verified push: `queue.push(QueuedPush::new(..)).await`, then answer.
+//! // The layer in queue mode, in front of the same handler, queues each verified push and
+//! // answers: `WechatLayer::new(token)?.queue(queue.clone()).layer(handler)`.
 //! // On SIGTERM:
 //! let drained = workers.shutdown(Duration::from_secs(10)).await;
 //! # let _ = drained;
