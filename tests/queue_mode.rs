@@ -4,6 +4,8 @@
 #![cfg(all(feature = "tokio", feature = "tracing"))]
 
 mod common;
+#[path = "common/queue_kit.rs"]
+mod kit;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -273,4 +275,42 @@ async fn a_pass_through_handler_gets_the_rebuilt_request_and_a_non_2xx_retries()
     assert_eq!((*attempt, seen[1].5), (1, 2));
     let drained = workers.shutdown(Duration::from_secs(5)).await;
     assert_eq!(drained.lost, 0);
+}
+
+#[tokio::test]
+async fn a_pass_through_handlers_own_reply_document_is_logged_as_unsupported() {
+    let (logs, warnings, _) = kit::Logs::new();
+    let _guard = tracing::subscriber::set_default(logs);
+    let calls = Arc::new(Mutex::new(0));
+    let count = calls.clone();
+    // A plaintext push, a handler writing its own passive reply: it cannot be sent from a
+    // queue (the push was answered already), and says so.
+    let handler = service_fn(move |_req: Request<wechat_push::body::Body>| {
+        *count.lock().unwrap() += 1;
+        async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                b"<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>",
+            ))))
+        }
+    });
+    let queue = fast().build();
+    let layer = WechatLayer::new(TOKEN)
+        .unwrap()
+        .queue(queue.clone())
+        .pass_through();
+    let addr = serve_hyper(never_fails(layer.layer(handler.clone()))).await;
+    let workers = queue.start_pass_through(handler);
+    let push = Push::new(TOKEN).unwrap().text("reply?").msg_id(11);
+    assert_eq!(post(addr, &push).await, (StatusCode::OK, "success".into()));
+    assert!(eventually(Duration::from_secs(10), || *calls.lock().unwrap() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(5), || warnings
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await,
+        "one warning: the passive reply is unsupported"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*calls.lock().unwrap(), 1, "handled: not retried");
+    workers.shutdown(Duration::from_secs(5)).await;
 }

@@ -89,8 +89,9 @@ struct QueuedHttp<S> {
 impl<S> QueuedHttp<S> {
     fn new(inner: S) -> Self {
         Self {
-            // Read a 200's body only when sealing would (safe mode): to see a passive reply.
-            inner: Adapter::new(inner, false, DEFAULT_BODY_LIMIT),
+            // Read every 200's body: a passive reply in it is logged as unsupported by the
+            // worker, not silently dropped.
+            inner: Adapter::new(inner, true, DEFAULT_BODY_LIMIT),
         }
     }
 }
