@@ -292,8 +292,8 @@ where
     } = opened;
     let _entered = to.span.enter();
     #[cfg(feature = "tokio")]
-    if to.config.queued() {
-        let future = super::queue::enqueue(&to.config, request);
+    if let Some(queue) = &to.config.queue {
+        let future = super::queue::enqueue(queue.clone(), request);
         drop(_entered);
         return State::Queue { future, to };
     }

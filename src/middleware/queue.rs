@@ -9,7 +9,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::apps::AppName;
-use super::config::{Config, DEFAULT_BODY_LIMIT};
+use super::config::DEFAULT_BODY_LIMIT;
 use super::mode::Document;
 use super::open::Step;
 use super::pass_through::{Adapter, PassOutcome};
@@ -21,13 +21,10 @@ use crate::rejection::Rejection;
 use crate::reply::Reply;
 use crate::store::{BoxError, BoxFuture};
 
-/// Queues the verified push `request` (its document in the extensions, as `open` keeps it in
-/// queue mode): `Ok` once the queue has it (or had it already), [`Rejection::QueueFull`]
-/// when it is full. Without a queue configured, `Ok` at once (never called so).
-pub(crate) fn enqueue(config: &Config, request: Request<Message>) -> Step {
-    let Some(queue) = config.queue.clone() else {
-        return Box::pin(std::future::ready(Ok(())));
-    };
+/// Queues the verified push `request` in `queue` (its document in the extensions, as `open`
+/// keeps it in queue mode): `Ok` once the queue has it (or had it already),
+/// [`Rejection::QueueFull`] when it is full.
+pub(crate) fn enqueue(queue: Queue, request: Request<Message>) -> Step {
     let (mut parts, message) = request.into_parts();
     // `open` keeps the document in queue mode; an empty one would only fail to decode.
     let document = parts
