@@ -11,9 +11,10 @@
 //! then (a cached token would never meet the failing endpoint).
 //!
 //! At the end: every push was acknowledged (200) by one of its deliveries; every text was
-//! answered by exactly one accepted `custom/send`, except those a SIGKILL caught between the
-//! `success` and the send (counted and printed, not failed), and those sent twice because a
-//! SIGKILL came between the send and the `success` (WeChat then delivers the push again:
+//! answered by exactly one accepted `custom/send` (the example queues each push on Redis
+//! before its `success`: none is lost to a SIGKILL between the `success` and the send, what
+//! the killed instance held being taken over by another one), except those sent twice because
+//! a SIGKILL came between the send and the `success` (WeChat then delivers the push again:
 //! at least once; counted and printed, not failed); none was lost to SIGTERM (the
 //! stopped instance exits 0 after its sends); no call was spent on a token already replaced;
 //! each instance answers a fresh push at the end. The figures are printed (`--nocapture`).
@@ -83,7 +84,7 @@ const KILL_WINDOW: Duration = Duration::from_secs(2);
 /// way when the new token was issued does not).
 const REPLACED_GRACE: Duration = Duration::from_millis(500);
 /// The whole run, from the first instance's start to the last one's exit.
-const RUN_LIMIT: Duration = Duration::from_secs(110);
+const RUN_LIMIT: Duration = Duration::from_secs(150);
 
 // ---------------------------------------------------------------------------------------
 // The fake WeChat API
@@ -689,8 +690,9 @@ async fn run(
         outcomes.push(push.await.expect("a delivery task"));
     }
 
-    // The sends of acknowledged pushes: give them 15 s to arrive.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // The sends of acknowledged pushes: give them 35 s to arrive (what a killed instance
+    // held is taken over by another one within 30 s).
+    let deadline = Instant::now() + Duration::from_secs(35);
     while Instant::now() < deadline {
         let all_sent = {
             let api = api.lock().unwrap();
@@ -845,6 +847,8 @@ impl Figures {
         );
         let problems = [
             ("unacknowledged after three deliveries", unhandled.len()),
+            // The example queues a push before its `success`: a SIGKILL loses nothing.
+            ("lost to SIGKILL", lost_to_kill.len()),
             ("lost to SIGTERM", lost_to_term.len()),
             ("lost", lost.len()),
             ("sent more than once", doubled.len()),

@@ -283,6 +283,13 @@ mod retried_with_a_fresh_query {
                 send(addr, Method::POST, &format!("/wechat?{query}"), body).await;
             answers.push((status, text));
         }
+        // The example queues the push and sends from a worker: wait for the send (and a
+        // moment more for a second one) before stopping, which takes no queued work.
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while mock.count(SEND) == 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let _ = stop.send(());
         tokio::time::timeout(std::time::Duration::from_secs(10), server)
             .await

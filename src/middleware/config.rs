@@ -44,6 +44,9 @@ pub(crate) struct Config {
     /// The ack deadline, when on.
     #[cfg(feature = "tokio")]
     pub(crate) deadline: Option<Duration>,
+    /// Queue mode: each verified push is queued, then answered; workers call the handler.
+    #[cfg(feature = "tokio")]
+    pub(crate) queue: Option<crate::queue::Queue>,
 }
 
 impl std::fmt::Debug for Config {
@@ -55,7 +58,8 @@ impl std::fmt::Debug for Config {
             .field("ticket_store", &self.tickets.is_some());
         #[cfg(feature = "tokio")]
         out.field("dedupe", &self.dedupe)
-            .field("ack_deadline", &self.deadline);
+            .field("ack_deadline", &self.deadline)
+            .field("queue", &self.queue);
         out.finish_non_exhaustive()
     }
 }
@@ -71,6 +75,8 @@ impl Config {
             dedupe: None,
             #[cfg(feature = "tokio")]
             deadline: None,
+            #[cfg(feature = "tokio")]
+            queue: None,
         }
     }
 
@@ -93,10 +99,18 @@ impl Config {
         false
     }
 
-    /// A retry option (dedupe, the ack deadline) is on: the handler runs behind it, on Tokio.
+    /// A retry option (dedupe, the ack deadline) or queue mode is on: the push goes to Tokio.
     pub(crate) fn retries(&self) -> bool {
         #[cfg(feature = "tokio")]
-        return self.dedupe.is_some() || self.deadline.is_some();
+        return self.dedupe.is_some() || self.deadline.is_some() || self.queue.is_some();
+        #[cfg(not(feature = "tokio"))]
+        false
+    }
+
+    /// Queue mode is on: the push is queued, not handed to the handler.
+    pub(crate) fn queued(&self) -> bool {
+        #[cfg(feature = "tokio")]
+        return self.queue.is_some();
         #[cfg(not(feature = "tokio"))]
         false
     }

@@ -1,6 +1,7 @@
 //! The response futures of [`Wechat`](crate::Wechat): [`ResponseFuture`] (typed) and
 //! [`PassThroughFuture`], one state machine underneath: collect the body, open the push, run
-//! the steps before the handler, call it (directly, or behind the retry options), finish.
+//! the steps before the handler, call it (directly, or behind the retry options) or queue the
+//! push (queue mode), finish.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -141,6 +142,11 @@ pin_project! {
             future: BoxFuture<'static, Result<A, H::Error>>,
             to: Recipient,
         },
+        /// Queue mode: the push is being queued; `success` once it is.
+        Queue {
+            future: Step,
+            to: Recipient,
+        },
         /// The layer's own answer, or done.
         Ready {
             response: Option<Response<body::Body>>,
@@ -250,6 +256,16 @@ where
                     })?;
                     return Poll::Ready(Ok(finish(to, answer)));
                 }
+                StateProj::Queue { future, to } => {
+                    let queued = ready!({
+                        let _entered = to.span.enter();
+                        future.as_mut().poll(cx)
+                    });
+                    return Poll::Ready(Ok(match queued {
+                        Ok(()) => finish(to, A::recorded(Reply::Success)),
+                        Err(rejection) => A::own(rejection.into_response()),
+                    }));
+                }
                 StateProj::Ready { response } => {
                     let response = response.take().expect("future polled after completion");
                     return Poll::Ready(Ok(A::own(response)));
@@ -259,7 +275,8 @@ where
     }
 }
 
-/// Calls the handler: directly when no retry option is on, else behind them (boxed).
+/// Calls the handler: directly when no retry option is on, else behind them (boxed); in queue
+/// mode, queues the push instead.
 fn call<H, B, A>(opened: Opened<H>) -> State<H, B, A>
 where
     H: Service<Request<Message>> + Clone + Send + 'static,
@@ -274,6 +291,12 @@ where
         to,
     } = opened;
     let _entered = to.span.enter();
+    #[cfg(feature = "tokio")]
+    if let Some(queue) = &to.config.queue {
+        let future = super::queue::enqueue(queue.clone(), request);
+        drop(_entered);
+        return State::Queue { future, to };
+    }
     if to.config.retries() {
         let future = retry::call(&to.config, inner, request);
         drop(_entered);

@@ -299,6 +299,49 @@ impl<M> WechatLayer<M> {
     pub fn ack_deadline(self, deadline: Duration) -> Self {
         self.with(|c| c.deadline = Some(deadline))
     }
+
+    /// Queue mode: each verified push (past the [replay guard](Self::replay_guard) and the
+    /// [ticket store](Self::ticket_store)) is appended to `queue` *before* it is answered, and
+    /// answered `success` (on WeCom, the empty body) as soon as the queue has it, or had it
+    /// already (a duplicate); a full queue answers 503
+    /// ([`Rejection::QueueFull`](crate::Rejection::QueueFull)), so WeChat delivers the push
+    /// again. The handler is not called on the request's path: the queue's workers call it,
+    /// started with the same handler the layer wraps, [`Queue::start`] for a typed handler,
+    /// [`Queue::start_pass_through`] for a pass-through one; nothing is spawned here. Needs
+    /// a Tokio runtime. See [`queue`](crate::queue) for the guarantees and the window.
+    ///
+    /// [`dedupe`](Self::dedupe) and the [`ack_deadline`](Self::ack_deadline) do not apply to
+    /// queued pushes: the queue answers at once and keeps its own dedupe, atomic with the
+    /// append. A passive reply cannot be sent from a worker (the push was answered already):
+    /// it is logged as unsupported.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::convert::Infallible;
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Layer};
+    /// use wechat_push::queue::Queue;
+    /// use wechat_push::{Message, Reply, WechatLayer};
+    ///
+    /// let queue = Queue::builder().build(); // in memory; `.backend(redis.queue())` to share
+    /// let handler = service_fn(|_req: http::Request<Message>| async {
+    ///     // … the push's work; `Err` retries it after a back-off.
+    ///     Ok::<_, Infallible>(Reply::Success)
+    /// });
+    /// let service = WechatLayer::new("Token123abc")?.queue(queue.clone()).layer(handler.clone());
+    /// let workers = queue.start(handler);
+    /// // … serve `service`; on SIGTERM, once the server stopped accepting:
+    /// let drained = workers.shutdown(Duration::from_secs(10)).await;
+    /// # let _ = (service, drained);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`Queue::start`]: crate::queue::Queue::start
+    /// [`Queue::start_pass_through`]: crate::queue::Queue::start_pass_through
+    pub fn queue(self, queue: crate::queue::Queue) -> Self {
+        self.with(|c| c.queue = Some(queue))
+    }
 }
 
 impl<S> Layer<S> for WechatLayer {

@@ -6,7 +6,8 @@
 //! One job per file: `config` (what every request shares), `layer` (the builder), `service`
 //! (the checks before the body), `collect` (reading the body), `open` (opening the push, the
 //! steps before the handler), `retry` (dedupe and the deadline, per request), `future` (the
-//! state machine), `mode` and `pass_through` (how an answer becomes the response), `apps`
+//! state machine), `mode` and `pass_through` (how an answer becomes the response), `queue` (queue
+//! mode: queuing on the request's path, pass-through handlers in the workers), `apps`
 //! (choosing the app of a request).
 
 pub mod apps;
@@ -19,6 +20,8 @@ mod layer;
 mod mode;
 mod open;
 mod pass_through;
+#[cfg(feature = "tokio")]
+mod queue;
 mod response;
 mod retry;
 mod service;

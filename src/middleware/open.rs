@@ -76,7 +76,9 @@ pub(crate) fn open<H>(
             opened.document(),
         )
     });
-    let document = keep_document.then(|| Document(Bytes::copy_from_slice(opened.document())));
+    // Queue mode keeps the document too: the queue holds it, and the worker decodes it again.
+    let document = (keep_document || config.queued())
+        .then(|| Document(Bytes::copy_from_slice(opened.document())));
     let (message, info, reply_to) = opened.into_parts();
     let span = PushSpan::new(app.as_deref(), &info, &message);
     let save = config

@@ -22,7 +22,7 @@
 //! | 405 Method Not Allowed (with `Allow: GET, POST`) | [`MethodNotAllowed`](Rejection::MethodNotAllowed) |
 //! | 413 Content Too Large | [`BodyTooLarge`](Rejection::BodyTooLarge) |
 //! | 500 Internal Server Error | [`Random`](Rejection::Random), [`NoRuntime`](Rejection::NoRuntime), [`UnsupportedReply`](Rejection::UnsupportedReply) |
-//! | 503 Service Unavailable | [`Store`](Rejection::Store), [`TicketStore`](Rejection::TicketStore) |
+//! | 503 Service Unavailable | [`Store`](Rejection::Store), [`TicketStore`](Rejection::TicketStore), [`QueueFull`](Rejection::QueueFull) |
 
 use std::fmt;
 use std::time::Duration;
@@ -83,6 +83,9 @@ pub enum Rejection {
     /// The ticket store (see [`ticket_store`](crate::WechatLayer::ticket_store)) failed to
     /// keep a `component_verify_ticket`: answered 503 so that WeChat pushes it again.
     TicketStore,
+    /// Queue mode (see [`queue`](crate::WechatLayer::queue)): the queue is full, the push was
+    /// not queued; answered 503 so that WeChat delivers it again.
+    QueueFull,
     /// The operating system's random source failed while sealing a reply.
     Random,
     /// The handler's reply does not exist on this endpoint's platform (a music reply on
@@ -103,7 +106,7 @@ pub enum Rejection {
     WrongAgent,
     /// The retry options ([`dedupe`](crate::WechatLayer::dedupe),
     /// [`ack_deadline`](crate::WechatLayer::ack_deadline)) are on, but the push is not being
-    /// served on a Tokio runtime, which they need.
+    /// served on a Tokio runtime, which they need (so does queue mode).
     NoRuntime,
 }
 
@@ -119,7 +122,7 @@ impl Rejection {
             | Self::MissingMsgSignature
             | Self::BadMsgSignature
             | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
-            Self::Store | Self::TicketStore => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store | Self::TicketStore | Self::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnknownApp => StatusCode::NOT_FOUND,
             Self::WrongRecipient | Self::WrongAgent => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -151,6 +154,7 @@ impl Rejection {
             Self::ReplayedSignature => "replayed signature",
             Self::Store => "replay store unavailable",
             Self::TicketStore => "ticket store unavailable",
+            Self::QueueFull => "queue full: the push was not queued, deliver it again later",
             Self::Random => "could not seal the reply",
             Self::UnsupportedReply => "the handler's reply does not exist on this platform",
             Self::NoRuntime => "dedupe and the ack deadline need a Tokio runtime",

@@ -7,7 +7,8 @@
 //! process killed between the answer and the handler's work (a customer-service send, say)
 //! loses it, and work that fails is logged and forgotten. With a queue, a verified push is
 //! appended to the queue, answered as soon as the queue has it, and handled by a worker of any
-//! instance, again and again until the handler returns `Ok`.
+//! instance, again and again until the handler returns `Ok`: the layer's queue mode,
+//! [`WechatLayer::queue`](crate::WechatLayer::queue).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,7 +28,8 @@
 //!     let _ = delivery;
 //!     Ok::<_, Infallible>(Reply::Success)
 //! }));
-//! // For each verified push: `queue.push(QueuedPush::new(..)).await`, then answer.
+//! // The layer in queue mode, in front of the same handler, queues each verified push and
+//! // answers: `WechatLayer::new(token)?.queue(queue.clone()).layer(handler)`.
 //! // On SIGTERM:
 //! let drained = workers.shutdown(Duration::from_secs(10)).await;
 //! # let _ = drained;
@@ -102,6 +104,7 @@ pub use backend::{DeadLetter, Enqueued, Held, QueueBackend};
 pub use memory::{
     MemoryQueue, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_DEDUPE_TTL, DEFAULT_MEMORY_CAPACITY,
 };
+pub(crate) use push::QueuedDocument;
 #[cfg(feature = "redis")]
 pub(crate) use push::{put, Reader};
 pub use push::{Delivery, PushId, QueuedPush};
@@ -218,7 +221,8 @@ impl Queue {
     /// Starts the workers on `handler`; stop them with [`Workers::shutdown`]. Each call of the
     /// handler gets the push's `Request<Message>` with [`PushInfo`](crate::PushInfo), the
     /// [`AppName`](crate::apps::AppName) on a multi-app layer, and [`Delivery`] in its
-    /// extensions. Needs a Tokio runtime.
+    /// extensions. Needs a Tokio runtime. A pass-through (HTTP) handler starts with
+    /// [`start_pass_through`](Self::start_pass_through).
     pub fn start<S>(&self, handler: S) -> Workers
     where
         S: Service<Request<Message>> + Clone + Send + 'static,

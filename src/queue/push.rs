@@ -48,6 +48,11 @@ pub struct Delivery {
     pub attempt: u32,
 }
 
+/// The push's document, in the extensions of the request a worker builds: what a
+/// pass-through handler gets as its body.
+#[derive(Clone, Debug)]
+pub(crate) struct QueuedDocument(pub(crate) Bytes);
+
 /// How the document decodes back into the [`Message`] it was decoded to at the edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Decoding {
@@ -148,6 +153,9 @@ impl QueuedPush {
             id: self.id.clone(),
             attempt,
         });
+        // For a pass-through handler, whose body it becomes (crate-private: a typed handler
+        // cannot see it).
+        extensions.insert(QueuedDocument(self.document.clone()));
         Ok(request)
     }
 
