@@ -249,3 +249,14 @@ fn wecom_query_with_a_fragment() {
         Some((StatusCode::UNAUTHORIZED, false))
     );
 }
+
+/// A WeCom handshake whose query also carries `signature` more than once (CI's fuzz smoke,
+/// 2026-12-08): WeCom signs with `msg_signature` and sends no `signature`, yet the query parser
+/// refused the repeated parameter (400 "query parameter signature appears more than once"),
+/// so a handshake the harness sealed and signed correctly was lost. A WeCom query now ignores
+/// `signature` like any parameter no check reads. (The crate's bug.)
+#[test]
+fn wecom_handshake_with_a_repeated_signature_parameter() {
+    let data = b"WG\x03n\x8dsignature=a&timestampig1714\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xecn\x8dsigna@ture=a&timesta,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,&signature=a&times,,,,,,,,,,,,,,,,,,,,,,,&signature=a&timestampmpig171420signature=\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec&\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xec\xeca&timestamp\xa91&nonce=D40UMcgem5VI\xff\xffu9";
+    assert_eq!(harness::layer(data), Some((StatusCode::OK, false)));
+}

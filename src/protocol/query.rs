@@ -87,7 +87,9 @@ impl CallbackQuery {
                 Cow::Borrowed(raw_name)
             };
             let (slot, param) = match name.as_ref() {
-                "signature" => (&mut signature, Param::Signature),
+                // WeCom signs with `msg_signature` only: there `signature` is read by no check,
+                // so, like any such parameter, it is skipped (a repeat of it is no ambiguity).
+                "signature" if signed != Signed::Message => (&mut signature, Param::Signature),
                 "timestamp" => (&mut timestamp, Param::Timestamp),
                 "nonce" => (&mut nonce, Param::Nonce),
                 "openid" => (&mut openid, Param::Openid),
@@ -350,6 +352,21 @@ mod tests {
         let q = CallbackQuery::parse("%73ignature=x&timestamp=1&nonce=%E4%BD%A0").unwrap();
         assert_eq!(q.signature(), "x");
         assert_eq!(q.nonce(), "你");
+    }
+
+    #[test]
+    fn a_wecom_query_skips_signature_even_repeated() {
+        let q = "signature=a&signature=b&timestamp=1&nonce=2&msg_signature=x";
+        let parsed = CallbackQuery::parse_for(q, Signed::Message).unwrap();
+        assert_eq!(parsed.signature(), "");
+        assert_eq!(parsed.msg_signature(), Some("x"));
+        // Where `signature` is read, a repeat is still refused.
+        for signed in [Signed::Plain, Signed::Either] {
+            assert_eq!(
+                CallbackQuery::parse_for(q, signed).unwrap_err(),
+                QueryError::Repeated("signature")
+            );
+        }
     }
 
     #[test]
