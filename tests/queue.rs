@@ -176,6 +176,23 @@ async fn shutdown_finishes_what_is_held_within_the_bound() {
     assert!(queue.memory().is_empty());
 }
 
+/// Pushes queued in memory but not yet taken when the shutdown begins are handled within the
+/// bound, not dropped: no other instance can take them. (They used to be logged as lost at
+/// once, however much of the bound was left.)
+#[tokio::test]
+async fn shutdown_handles_what_the_memory_queue_has_ready_within_the_bound() {
+    let queue = fast().workers(1).build();
+    let handler = Scripted::new(|_| Act::Slow(Duration::from_millis(100)));
+    let workers = queue.start(handler.service());
+    for id in 0..5 {
+        queue.push(push(id)).await;
+    }
+    let drained = workers.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((drained.finished, drained.lost), (5, 0), "{drained:?}");
+    assert_eq!(handler.effects().len(), 5);
+    assert!(queue.memory().is_empty());
+}
+
 #[tokio::test]
 async fn shutdown_past_the_bound_counts_and_logs_the_memory_queue_as_lost() {
     let (logs, _, errors) = Logs::new();

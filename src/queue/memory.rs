@@ -153,6 +153,14 @@ impl MemoryQueue {
         taken
     }
 
+    /// How many pushes are being handled or could be taken now (queued, held, or waiting for
+    /// a retry that is due).
+    pub(crate) fn active_now(&self) -> usize {
+        let now = Instant::now();
+        let state = self.lock();
+        state.ready.len() + state.held.len() + state.delayed.range(..(now, u64::MAX)).count()
+    }
+
     /// What is held, queued or waiting, removed (for a shutdown that logs it as lost).
     pub(crate) fn drain_ids(&self) -> Vec<PushId> {
         let mut state = self.lock();

@@ -21,6 +21,9 @@ use crate::store::BoxError;
 use super::backend::{Held, QueueBackend};
 use super::{log, Shared};
 
+/// The longest shutdown bound taken (a `Duration::MAX` one must not overflow the clock).
+const MAX_BOUND: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Runs a handler on a queue's pushes; see [`Queue::start`](super::Queue::start).
 #[must_use = "dropping `Workers` leaves them running; call `shutdown` to stop them"]
 pub struct Workers {
@@ -55,10 +58,20 @@ pub struct Drained {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Running,
+    /// Shutting down, the memory queue's ready work first: take and handle as when running
+    /// (what finishes now counts as finished at shutdown).
+    Draining,
     /// Take nothing more; finish what is held.
     Stopping,
     /// The bound is past: abandon and hand back.
     Abandon,
+}
+
+impl State {
+    /// Whether workers take nothing more.
+    fn stops(self) -> bool {
+        matches!(self, State::Stopping | State::Abandon)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -112,14 +125,26 @@ impl Workers {
         }
     }
 
-    /// Stops the workers: they take nothing more, hand back what they hold but have not
-    /// begun, and finish the attempts under way within `bound`; past it those are abandoned
-    /// and handed back (the memory queue's are lost: logged at `error`, and so is what it
-    /// still holds).
+    /// Stops the workers, within `bound` in all. First, while the memory queue has pushes
+    /// ready (queued, or due for a retry), the workers go on taking and handling them: those
+    /// cannot be handed to another instance. Then they take nothing more, hand back what they
+    /// hold but have not begun, and finish the attempts under way; past the bound those are
+    /// abandoned and handed back (the memory queue's are lost: logged at `error`, and so is
+    /// what it still holds, a retry not yet due among them).
     pub async fn shutdown(self, bound: Duration) -> Drained {
+        let deadline = tokio::time::Instant::now() + bound.min(MAX_BOUND);
+        let _ = self.stop.send(State::Draining);
+        // The memory queue cannot be handed to another instance: what it holds or has ready
+        // is handled first, within the bound, and only then do the workers stop taking.
+        while self.shared.memory.active_now() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let _ = self.stop.send(State::Stopping);
         let mut tasks = self.tasks;
-        if tokio::time::timeout(bound, join(&mut tasks)).await.is_err() {
+        if tokio::time::timeout_at(deadline, join(&mut tasks))
+            .await
+            .is_err()
+        {
             let _ = self.stop.send(State::Abandon);
             // Handing back is one command each, within the backend's own timeout.
             let _ = tokio::time::timeout(Duration::from_secs(5), join(&mut tasks)).await;
@@ -201,7 +226,7 @@ where
         // The first pass looks for work to take over at once (a restart after a crash).
         let mut last_scan: Option<tokio::time::Instant> = None;
         loop {
-            if *self.ctx.stop.borrow() != State::Running {
+            if self.ctx.stop.borrow().stops() {
                 return;
             }
             // One at a time from memory (no round trip to save): idle workers share the work.
@@ -258,7 +283,7 @@ where
 
     /// One push: the handled one comes back, to be marked done with others.
     async fn handle(&mut self, source: Source, held: Held) -> Option<Held> {
-        let stopping = *self.ctx.stop.borrow() != State::Running;
+        let stopping = self.ctx.stop.borrow().stops();
         if stopping {
             self.ctx.give_back(source, &held).await;
         } else {
