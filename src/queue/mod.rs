@@ -85,6 +85,7 @@
 mod backend;
 mod memory;
 mod push;
+mod renew;
 // Without `tracing`, what would be logged goes unused.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 mod worker;

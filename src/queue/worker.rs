@@ -115,7 +115,7 @@ impl Workers {
         let renewer = shared
             .primary
             .clone()
-            .map(|primary| tokio::spawn(renew(primary, shared.clone(), held)));
+            .map(|primary| tokio::spawn(super::renew::renew(primary, shared.clone(), held)));
         Workers {
             stop,
             tasks,
@@ -163,31 +163,6 @@ impl Workers {
             finished: self.counts.finished.load(Ordering::Relaxed),
             handed_back: self.counts.handed_back.load(Ordering::Relaxed),
             lost: self.counts.lost.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Renews what this instance holds from the shared backend, so that a slow live handler is
-/// not taken over.
-async fn renew(
-    primary: Arc<dyn QueueBackend>,
-    shared: Arc<Shared>,
-    held: Arc<Mutex<HashSet<String>>>,
-) {
-    let every = shared.config.takeover_after / 4;
-    loop {
-        tokio::time::sleep(every).await;
-        let entries: Vec<String> = held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect();
-        if entries.is_empty() {
-            continue;
-        }
-        if let Err(error) = primary.renew(&shared.consumer, &entries).await {
-            log!(debug, %error, "queue: renewing held pushes failed");
         }
     }
 }
