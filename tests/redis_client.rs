@@ -15,103 +15,22 @@ mod example;
 
 #[path = "common/mock_api.rs"]
 mod mock_api;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use redis_server::RedisServer;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{plain_query, Case};
 use http::{Method, StatusCode};
 use mock_api::{err, ok, token_answer, Answer, Mock, Recorded, SEND, TOKEN};
 use wechat_push::client::Client;
 use wechat_push::redis::RedisStores;
-
-// ---------------------------------------------------------------------------------------
-// redis-server processes (as in tests/redis.rs)
-// ---------------------------------------------------------------------------------------
-
-/// Whether `redis-server` is installed; if not, says loudly that `test` is skipped (past the
-/// test harness's capture), or fails it under `CI=true`.
-fn installed(test: &str) -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: redis-server is not installed, and a skipped Redis test fails under CI=true"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n**** SKIPPED {test}: redis-server is not installed (apt-get install redis-server) ****\n"
-        );
-    }
-    found
-}
-
-/// A `redis-server` on a free loopback port, killed when dropped.
-struct RedisServer {
-    port: u16,
-    child: Child,
-}
-
-impl RedisServer {
-    /// Starts one and waits until it answers PING, or says loudly why the test is skipped
-    /// (`None`).
-    fn start(test: &str) -> Option<Self> {
-        if !installed(test) {
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = RedisServer { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pong() {
-            assert!(Instant::now() < deadline, "redis-server answers PING");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // A WeChat API that stops taking the first token
