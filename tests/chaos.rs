@@ -30,16 +30,17 @@
 ))]
 
 mod common;
+#[path = "common/example_process.rs"]
+mod example_process;
+
+use example_process::{executable, free_port, redis_installed, signal, Instance, RedisServer};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -225,224 +226,6 @@ async fn start_api(api: Arc<Mutex<Api>>) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// redis-server and the example's processes
-// ---------------------------------------------------------------------------------------
-
-/// Whether `redis-server` is installed; if not, says loudly that the test is skipped, or
-/// fails it under `CI=true`.
-fn redis_installed() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "redis-server is not installed, and a skipped chaos test fails under CI=true"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n**** SKIPPED chaos: redis-server is not installed (apt-get install redis-server) ****\n"
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Sends `signal` (`-KILL`, `-TERM`, `-STOP`, `-CONT`) to `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
-/// A `redis-server` on a free loopback port (no persistence), killed when dropped.
-struct RedisServer {
-    port: u16,
-    child: Child,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = RedisServer { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pong() {
-            assert!(Instant::now() < deadline, "redis-server answers PING");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // A frozen server must be thawed to die.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Builds `customer_service` with every feature this test needs (the features the test
-/// itself was built with, so the library is not built again) and answers its executable.
-fn executable() -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    // What cargo sets for this test process describes this package to it; passed on, it
-    // would look like a changed environment to build scripts that watch it.
-    for (var, _) in std::env::vars_os() {
-        let var = var.to_string_lossy();
-        if var.starts_with("CARGO_PKG_")
-            || var.starts_with("CARGO_BIN_")
-            || var.starts_with("CARGO_MANIFEST_")
-            || matches!(
-                &*var,
-                "OUT_DIR"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-                    | "CARGO_RUSTC_CURRENT_DIR"
-            )
-        {
-            cargo.env_remove(&*var);
-        }
-    }
-    cargo
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--message-format=json-render-diagnostics"])
-        .args(["-p", "wechat-push", "--no-default-features", "--features"])
-        .arg("axum,tracing,tokio,client,redis")
-        .args(["--example", "customer_service"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-    if !cfg!(debug_assertions) {
-        cargo.arg("--release");
-    }
-    let out = cargo.output().expect("cargo build runs");
-    assert!(out.status.success(), "cargo build: {}", out.status);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "customer_service")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo built customer_service")
-}
-
-/// One of the three instances: a fixed port (the load balancer's address for it), and the
-/// process now serving it, if any.
-struct Instance {
-    port: u16,
-    child: Option<Child>,
-    /// Everything each process of this instance wrote to stderr, in order.
-    stderr: Vec<JoinHandle<String>>,
-}
-
-impl Instance {
-    /// Starts a process on the instance's port and waits for its `listening on` line.
-    fn start(&mut self, exe: &PathBuf, env: &[(&str, String)]) {
-        assert!(self.child.is_none(), "already running");
-        let mut child = Command::new(exe)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("BIND", format!("127.0.0.1:{}", self.port))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("customer_service starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        self.stderr.push(std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut text);
-            text
-        }));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
-        });
-        self.child = Some(child);
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Some(Ok(line))) if line.starts_with("listening on http://127.0.0.1:") => {}
-            other => panic!("port {}: no `listening on` line: {other:?}", self.port),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Waits (at most `limit`) for the process to exit after a signal.
-    async fn exited(&mut self, limit: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "port {}: still running {limit:?} after the signal",
-                    self.port
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        self.stderr
-            .drain(..)
-            .map(|t| t.join().unwrap_or_default())
-            .collect()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // WeChat's side: pushes and their deliveries
 // ---------------------------------------------------------------------------------------
 
@@ -566,7 +349,7 @@ async fn first_ack(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_lose_nothing_to_kills_stops_a_frozen_redis_or_a_token_hiccup() {
-    if !redis_installed() {
+    if !redis_installed("chaos") {
         return;
     }
     let exe = executable();
