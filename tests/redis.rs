@@ -11,6 +11,10 @@ mod common;
 #[allow(dead_code)]
 #[path = "../examples/customer_service.rs"]
 mod example;
+#[path = "common/example_instance.rs"]
+mod example_instance;
+
+use example_instance::Instance;
 
 #[path = "common/mock_api.rs"]
 mod mock_api;
@@ -874,31 +878,6 @@ async fn pushes_are_answered_in_time_while_redis_is_down_and_it_is_used_again_af
 // ---------------------------------------------------------------------------------------
 // The example with REDIS_URL (docs/examples.md, `customer_service`, `REDIS_URL`)
 // ---------------------------------------------------------------------------------------
-
-/// The example's server, configured from `env` as `main` reads the environment.
-struct Instance {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Instance {
-    async fn start(env: &HashMap<&str, String>) -> Instance {
-        let config = example::configure(|name| env.get(name).cloned()).unwrap();
-        let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(example::serve(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Instance { addr, stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 fn example_env(case: &Case, api: &str, redis: Option<String>) -> HashMap<&'static str, String> {
     let mut env = HashMap::from([

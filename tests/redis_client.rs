@@ -12,6 +12,10 @@ mod common;
 #[allow(dead_code)]
 #[path = "../examples/customer_service.rs"]
 mod example;
+#[path = "common/example_instance.rs"]
+mod example_instance;
+
+use example_instance::Instance;
 
 #[path = "common/mock_api.rs"]
 mod mock_api;
@@ -124,31 +128,7 @@ async fn three_clients_on_one_redis_spend_no_send_on_a_replaced_token() {
 // The customer_service example with REDIS_URL (CONTRACT.md, "Several instances")
 // ---------------------------------------------------------------------------------------
 
-/// The example's server, configured from `env` as `main` reads the environment.
-struct Instance {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
 impl Instance {
-    async fn start(env: &HashMap<&str, String>) -> Instance {
-        let config = example::configure(|name| env.get(name).cloned()).unwrap();
-        let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(example::serve(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Instance { addr, stop, task }
-    }
-
-    /// Stops it as SIGTERM does, pending sends included.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-
     /// Delivers the text push `id`, signed now; it must be answered `success`.
     async fn push(&self, case: &Case, id: u64) {
         push(self.addr, case.token().to_owned(), id).await;

@@ -13,6 +13,10 @@ mod common;
 #[allow(dead_code)]
 #[path = "../examples/customer_service.rs"]
 mod example;
+#[path = "common/example_instance.rs"]
+mod example_instance;
+
+use example_instance::Instance;
 
 #[path = "common/mock_api.rs"]
 mod mock_api;
@@ -431,31 +435,6 @@ async fn durations_of_duration_max_are_clamped() {
 // ---------------------------------------------------------------------------------------
 // The example's instances on a hung Redis
 // ---------------------------------------------------------------------------------------
-
-/// The example's server, configured from `env` as `main` reads the environment.
-struct Instance {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Instance {
-    async fn start(env: &HashMap<&str, String>) -> Instance {
-        let config = example::configure(|name| env.get(name).cloned()).unwrap();
-        let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(example::serve(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Instance { addr, stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 /// A text push with its own `MsgId`, signed now, posted to `addr`.
 async fn post_text(case: &Case, addr: SocketAddr, id: u64) -> (StatusCode, String) {
