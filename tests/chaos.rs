@@ -32,8 +32,11 @@
 mod common;
 #[path = "common/example_process.rs"]
 mod example_process;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
-use example_process::{executable, free_port, redis_installed, signal, Instance, RedisServer};
+use example_process::{executable, free_port, signal, Instance};
+use redis_server::RedisServer;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -349,11 +352,10 @@ async fn first_ack(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_lose_nothing_to_kills_stops_a_frozen_redis_or_a_token_hiccup() {
-    if !redis_installed("chaos") {
+    let Some(redis) = RedisServer::start("chaos") else {
         return;
-    }
+    };
     let exe = executable();
-    let redis = RedisServer::start();
     let api = Arc::new(Mutex::new(Api::new()));
     let base = start_api(api.clone()).await;
     let env = vec![
@@ -361,7 +363,7 @@ async fn three_instances_lose_nothing_to_kills_stops_a_frozen_redis_or_a_token_h
         ("WECHAT_APPID", APPID.to_owned()),
         ("WECHAT_APP_SECRET", "SECRET".to_owned()),
         ("WECHAT_API_BASE", base),
-        ("REDIS_URL", format!("redis://127.0.0.1:{}/0", redis.port)),
+        ("REDIS_URL", redis.url()),
     ];
     let started = Instant::now();
     let figures = tokio::time::timeout(RUN_LIMIT, run(&exe, &env, &redis, &api))
@@ -444,13 +446,13 @@ async fn run(
 
     let at = batch_at(STALL_KILL_BATCH);
     tokio::time::sleep_until(at - Duration::from_millis(50)).await;
-    signal(redis.child.id(), "-STOP");
+    redis.freeze(true);
     tokio::time::sleep_until(at + Duration::from_millis(150)).await;
     let slot = STALL_KILL_BATCH % 3;
     signal(instances[slot].pid(), "-KILL");
     let killed_at = Instant::now();
     tokio::time::sleep_until(at + Duration::from_millis(500)).await;
-    signal(redis.child.id(), "-CONT");
+    redis.freeze(false);
     let _ = instances[slot].exited(Duration::from_secs(5)).await;
     killed.push((
         slot,
@@ -461,9 +463,9 @@ async fn run(
     instances[slot].start(exe, env);
 
     tokio::time::sleep_until(batch_at(FREEZE_BATCH)).await;
-    signal(redis.child.id(), "-STOP");
+    redis.freeze(true);
     tokio::time::sleep(FAULT_LASTS).await;
-    signal(redis.child.id(), "-CONT");
+    redis.freeze(false);
 
     tokio::time::sleep_until(batch_at(REVOKE_BATCH) - Duration::from_millis(100)).await;
     api.lock().unwrap().revoke(Instant::now(), FAULT_LASTS);

@@ -21,8 +21,11 @@ mod common;
 mod example_process;
 #[path = "common/mock_api.rs"]
 mod mock_api;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
-use example_process::{executable, free_port, redis_installed, signal, Instance, RedisServer};
+use example_process::{executable, free_port, signal, Instance};
+use redis_server::RedisServer;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -53,7 +56,7 @@ fn env(api: &Mock, redis: Option<&RedisServer>) -> Vec<(&'static str, String)> {
         ("WECHAT_API_BASE", api.base()),
     ];
     if let Some(redis) = redis {
-        env.push(("REDIS_URL", format!("redis://127.0.0.1:{}/0", redis.port)));
+        env.push(("REDIS_URL", redis.url()));
     }
     env
 }
@@ -135,10 +138,9 @@ fn success() -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_held_by_a_killed_instance_is_made_by_another_within_30_s_once() {
-    if !redis_installed("a_send_held_by_a_killed_instance") {
+    let Some(redis) = RedisServer::start("a_send_held_by_a_killed_instance") else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     // The first send hangs: instance A's worker holds it when A is killed.
     let (mock, sends) = api(|n| if n == 1 { hang() } else { ok() }).await;
     let env = env(&mock, Some(&redis));
@@ -241,10 +243,9 @@ async fn a_send_failing_with_minus_1_is_retried_with_back_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_back_held_work_another_instance_sends_it_once_and_exits_0() {
-    if !redis_installed("sigterm_hands_back_held_work") {
+    let Some(redis) = RedisServer::start("sigterm_hands_back_held_work") else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     // The first send outlives the 10 s shutdown bound: A abandons it and hands it back.
     let (mock, sends) = api(|n| if n == 1 { hang() } else { ok() }).await;
     let env = env(&mock, Some(&redis));
@@ -292,10 +293,9 @@ async fn sigterm_hands_back_held_work_another_instance_sends_it_once_and_exits_0
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_at_accept_costs_one_warning_and_the_push_is_still_answered_and_sent() {
-    if !redis_installed("a_frozen_redis_at_accept") {
+    let Some(redis) = RedisServer::start("a_frozen_redis_at_accept") else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     let (mock, sends) = api(|_| ok()).await;
     let env = env(&mock, Some(&redis));
     let mut a = instance(&env);
@@ -304,7 +304,7 @@ async fn a_frozen_redis_at_accept_costs_one_warning_and_the_push_is_still_answer
     assert_eq!(deliver(a.port, &target, &body).await.0, StatusCode::OK);
     assert!(eventually(Duration::from_secs(10), || sends.lock().unwrap().len() == 1).await);
 
-    signal(redis.child.id(), "-STOP");
+    redis.freeze(true);
     let mut took = Vec::new();
     for (n, content) in ["frozen-1", "frozen-2", "frozen-3"].iter().enumerate() {
         let (target, body) = push(content, 810 + n as u64);
@@ -321,7 +321,7 @@ async fn a_frozen_redis_at_accept_costs_one_warning_and_the_push_is_still_answer
         "sent from memory while Redis is frozen: {:?}",
         sends.lock().unwrap()
     );
-    signal(redis.child.id(), "-CONT");
+    redis.freeze(false);
     // Redis back: used again, no restart.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (target, body) = push("after", 820);
@@ -346,10 +346,9 @@ async fn a_frozen_redis_at_accept_costs_one_warning_and_the_push_is_still_answer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_push_at_two_instances_while_held_is_sent_once() {
-    if !redis_installed("the_same_push_at_two_instances") {
+    let Some(redis) = RedisServer::start("the_same_push_at_two_instances") else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     // The first send takes 2 s: the push is held meanwhile.
     let (mock, sends) = api(|n| {
         if n == 1 {

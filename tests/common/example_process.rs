@@ -1,40 +1,17 @@
 //! What the tests that run the `customer_service` example as processes share (`#[path]`-
-//! included by tests/chaos.rs and tests/queue_process.rs): a `redis-server` of the test's own,
-//! the example's executable built once, and an instance (a fixed port, the process serving it,
+//! included by tests/chaos.rs and tests/queue_process.rs, beside `redis_server.rs`): the
+//! example's executable built once, and an instance (a fixed port, the process serving it,
 //! started, signalled, waited for, its stderr read).
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// Whether `redis-server` is installed; if not, says loudly that the test is skipped, or
-/// fails it under `CI=true`.
-pub(crate) fn redis_installed(test: &str) -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "redis-server is not installed, and a skipped test fails under CI=true"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n**** SKIPPED {test}: redis-server is not installed (apt-get install redis-server) ****\n"
-        );
-    }
-    found
-}
 
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -51,54 +28,6 @@ pub(crate) fn signal(pid: u32, signal: &str) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill {signal} {pid}");
-}
-
-/// A `redis-server` on a free loopback port (no persistence), killed when dropped.
-pub(crate) struct RedisServer {
-    pub(crate) port: u16,
-    pub(crate) child: Child,
-}
-
-impl RedisServer {
-    pub(crate) fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = RedisServer { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pong() {
-            assert!(Instant::now() < deadline, "redis-server answers PING");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
-    }
-
-    pub(crate) fn pong(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // A frozen server must be thawed to die.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Builds `customer_service` with every feature this test needs (the features the test
